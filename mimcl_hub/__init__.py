@@ -1,0 +1,8 @@
+"""mimcl_hub: mutual-information-guided visual contrastive learning (InfoAug, arXiv 2511.00028)
+on timm backbones and the Hugging Face ecosystem."""
+
+from .errors import ClipError
+
+__version__ = "0.1.0"
+
+__all__ = ["ClipError", "__version__"]

