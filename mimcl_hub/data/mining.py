@@ -106,10 +106,7 @@ def mine_twin_patches(
     Returns:
         The twin columns for the batch (``map`` keeps the input columns).
     """
-    unknown = set(twin_options) - set(TwinOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"mine_twin_patches got unknown option(s): {sorted(unknown)}")
-    TwinOptions(**twin_options).validate()
+    TwinOptions.from_kwargs(**twin_options)
     n = len(next(iter(batch.values()))) if batch else 0
     out: dict[str, list] = {name: [] for name in TWIN_FEATURES}
     for i in range(n):
@@ -150,7 +147,7 @@ def mine_dataset(
         raise TypeError(f"mine_dataset expects a datasets.Dataset, got {type(dataset).__name__}")
     if len(dataset) == 0:
         raise ClipError("the clip dataset is empty: nothing to mine")
-    TwinOptions(**twin_options).validate()
+    TwinOptions.from_kwargs(**twin_options)
     if "frames" in dataset.column_names:
         # numpy batches: frames arrive as arrays, not nested Python lists
         dataset = dataset.with_format("numpy", columns=["frames"], dtype=np.uint8, output_all_columns=True)

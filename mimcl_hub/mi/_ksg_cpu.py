@@ -21,8 +21,15 @@ from __future__ import annotations
 import numpy as np
 
 try:  # numba is a regular dependency; the torch path covers its absence.
+    import os
+
     import numba
 
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        # GNU OpenMP (numba's usual choice here) kills forked children: Dataset.map(num_proc=N) forks
+        # workers after the parent may already have run a parallel kernel. The workqueue layer is
+        # fork-safe and as fast for these flat loops.
+        numba.config.THREADING_LAYER = "workqueue"
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None

@@ -87,6 +87,16 @@ class TwinOptions:
     colour_bins: int = 4
     exclude_neighbours: bool = False
 
+    @classmethod
+    def from_kwargs(cls, **options) -> "TwinOptions":
+        """Build and validate options; unknown names raise ``TypeError`` listing them."""
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown option(s) for twin mining: {sorted(unknown)}")
+        opts = cls(**options)
+        opts.validate()
+        return opts
+
     def validate(self) -> None:
         checks = {
             "grid": self.grid >= 1,
@@ -271,11 +281,7 @@ def find_twins(
     Returns:
         ``TwinPatches`` with boxes (P, 4), twin (P,), mi (P,), valid (P,), mi_matrix (P, P), tracks.
     """
-    unknown = set(options) - set(TwinOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"find_twins got unknown option(s): {sorted(unknown)}")
-    opts = TwinOptions(**options)
-    opts.validate()
+    opts = TwinOptions.from_kwargs(**options)
     frames = validate_frames(frames, k=opts.k, grid=opts.grid, clip_id=clip_id)
     t_len, h, w, _ = frames.shape
 

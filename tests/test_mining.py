@@ -1,0 +1,191 @@
+"""mine_twin_patches as an HF Datasets map function: columns, num_proc, bad rows, and the CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import datasets
+import numpy as np
+import pytest
+
+from mimcl_hub import ClipError
+from mimcl_hub.data import (
+    TWIN_FEATURES,
+    bundled_clips,
+    make_scenes,
+    mine_dataset,
+    mine_twin_patches,
+    mining_report,
+    render_scene,
+)
+from mimcl_hub.mi import find_twins
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return make_scenes(4, seed=11, num_frames=24)
+
+
+def test_mine_dataset_adds_twin_columns_equal_to_find_twins(scenes):
+    mined = mine_dataset(scenes, num_proc=2, max_side=None)
+    assert len(mined) == 4
+    for name in TWIN_FEATURES:
+        assert name in mined.column_names
+    assert mined.features["twin"] == TWIN_FEATURES["twin"]
+    report = mining_report(mined)
+    assert report["clips"] == 4 and report["failed"] == 0 and report["twins"] > 0
+    for i in (0, 3):
+        frames = np.asarray(scenes.with_format("numpy")[i]["frames"], np.uint8)
+        direct = find_twins(frames)
+        row = mined[i]
+        assert row["mine_error"] == ""
+        assert row["twin"] == direct.twin.tolist()
+        assert row["twin_valid"] == direct.valid.tolist()
+        assert np.array_equal(np.asarray(row["twin_boxes"]), direct.boxes)
+        np.testing.assert_allclose(np.asarray(row["twin_mi"], np.float64), direct.mi.astype(np.float32), equal_nan=True)
+        assert np.asarray(row["twin_tracks"]).shape == (64, 24, 2)
+        assert row["twin_frame_size"] == [128, 128]
+        assert row["twin_status"] == direct.status_names()
+
+
+def test_num_proc_gives_the_same_result(scenes):
+    one = mine_dataset(scenes.select(range(2)), num_proc=None, max_side=None)
+    two = mine_dataset(scenes.select(range(2)), num_proc=2, max_side=None)
+    assert one["twin"] == two["twin"] and one["twin_boxes"] == two["twin_boxes"]
+
+
+def test_mining_real_bundled_clips_with_map_and_fn_kwargs():
+    clips = bundled_clips(window=24).filter(lambda r: r["clip_id"].startswith(("bikes.mp4@137", "carphone")))
+    clips = clips.select(range(3))
+    mined = clips.map(mine_twin_patches, batched=True, batch_size=2, fn_kwargs={"max_side": 160, "grid": 6})
+    assert mined["mine_error"] == ["", "", ""]
+    assert all(len(t) == 36 for t in mined["twin"])
+    assert all(size[1] == 160 for size in mined["twin_frame_size"])
+    assert mining_report(mined)["valid_patches"] > 0
+
+
+def _bad_rows_dataset(tmp_path, bundled_paths):
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
+    good = render_scene(2, num_frames=12).frames
+    grey = good[..., 0]
+    nan_frames = good.astype(np.float32)
+    nan_frames[3, 5, 5, 0] = np.nan
+    rows = [
+        {"clip_id": "good", "video": None, "start": None, "num_frames": None, "frames": good},
+        {"clip_id": "corrupt-file", "video": str(corrupt), "start": 0, "num_frames": 12, "frames": None},
+        {"clip_id": "too-short", "video": None, "start": None, "num_frames": None, "frames": good[:4]},
+        {"clip_id": "grey", "video": None, "start": None, "num_frames": None, "frames": grey},
+        {"clip_id": "nan", "video": None, "start": None, "num_frames": None, "frames": nan_frames},
+        {"clip_id": "missing-file", "video": str(tmp_path / "nope.mp4"), "start": 0, "num_frames": 12, "frames": None},
+        {"clip_id": "bikes-real", "video": bundled_paths["bikes.mp4"], "start": 140, "num_frames": 12, "frames": None},
+    ]
+    return rows
+
+
+def test_bad_rows_are_marked_never_crash_the_map(tmp_path, bundled_paths):
+    rows = _bad_rows_dataset(tmp_path, bundled_paths)
+    batch = {key: [r[key] for r in rows] for key in rows[0]}
+    out = mine_twin_patches(batch, indices=list(range(len(rows))), max_side=None)
+    errors = dict(zip(batch["clip_id"], out["mine_error"]))
+    assert errors["good"] == "" and errors["bikes-real"] == "" and errors["grey"] == ""  # grey converted explicitly
+    assert "corrupt" in errors["corrupt-file"] and "ClipError" in errors["corrupt-file"]
+    assert "too-short" in errors["too-short"] and "needs at least" in errors["too-short"]
+    assert "NaN" in errors["nan"]
+    assert "nope.mp4" in errors["missing-file"]
+    for name, error in errors.items():
+        i = batch["clip_id"].index(name)
+        if error:
+            assert out["twin"][i] == [] and out["twin_boxes"][i] == []
+        else:
+            assert len(out["twin"][i]) == 64
+    strict_format = mine_twin_patches(batch, max_side=None, strict_format=True)
+    assert "grey" in strict_format["mine_error"][3]
+
+
+def test_strict_mode_raises_naming_the_row(tmp_path, bundled_paths):
+    rows = _bad_rows_dataset(tmp_path, bundled_paths)[:3]
+    batch = {key: [r[key] for r in rows] for key in rows[0]}
+    with pytest.raises(ClipError, match=r"row 1: .*corrupt"):
+        mine_twin_patches(batch, indices=[0, 1, 2], max_side=None, strict=True)
+
+
+def test_bad_rows_inside_a_real_dataset_map(tmp_path, bundled_paths):
+    """A lazy video dataset with a corrupt file among good ones: the map finishes, the bad row is marked."""
+    corrupt = tmp_path / "broken.mp4"
+    data = open(bundled_paths["carphone_pristine.mp4"], "rb").read()
+    corrupt.write_bytes(data[: len(data) // 20])
+    ds = datasets.Dataset.from_dict(
+        {
+            "clip_id": ["carphone@0", "broken@0", "carphone@40"],
+            "video": [bundled_paths["carphone_pristine.mp4"], str(corrupt), bundled_paths["carphone_pristine.mp4"]],
+            "start": [0, 0, 40],
+            "num_frames": [16, 16, 16],
+        }
+    )
+    mined = mine_dataset(ds, num_proc=2, batch_size=1)
+    report = mining_report(mined)
+    assert report["mined"] == 2 and report["failed"] == 1
+    assert "broken" in report["errors"][1]
+
+
+def test_empty_dataset_and_bad_options(scenes):
+    with pytest.raises(ClipError, match="empty"):
+        mine_dataset(scenes.select([]))
+    with pytest.raises(TypeError, match="unknown option"):
+        mine_dataset(scenes, grdi=4)
+    with pytest.raises(ValueError, match="grid"):
+        mine_dataset(scenes, grid=-1)
+    with pytest.raises(TypeError, match="datasets.Dataset"):
+        mine_dataset([1, 2, 3])
+    mined = mine_dataset(scenes.select([0]))
+    with pytest.raises(ValueError, match="already has twin columns"):
+        mine_dataset(mined)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _mimcl(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "mimcl_hub.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_cli_mine_scenes_saves_dataset_and_picture(tmp_path):
+    out, png = tmp_path / "mined", tmp_path / "twins.png"
+    proc = _mimcl("mine", "scenes:3", "--output", str(out), "--num_proc", "2", "--window", "16", "--visualize", str(png))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["clips"] == 3 and report["failed"] == 0 and report["twins"] > 0
+    loaded = datasets.load_from_disk(str(out))
+    assert len(loaded) == 3 and "twin" in loaded.column_names
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]  # nothing half-written left
+    again = _mimcl("mine", "scenes:3", "--output", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_cli_mine_video_file_and_folder(tmp_path, bundled_paths):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(bundled_paths["carphone_pristine.mp4"], folder / "carphone.mp4")
+    proc = _mimcl("mine", str(folder), "--output", str(tmp_path / "a"), "--window", "16", "--limit", "2",
+                  "--max_side", "176")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["clips"] == 2
+    proc = _mimcl("mine", str(folder / "carphone.mp4"), "--output", str(tmp_path / "b"), "--limit", "1")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_rejects_bad_sources_clearly(tmp_path):
+    proc = _mimcl("mine", "no_such_thing", "--output", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "unknown clip source" in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _mimcl("mine", str(empty), "--output", str(tmp_path / "y"))
+    assert proc.returncode == 2 and str(empty) in proc.stderr
+    proc = _mimcl("mine", "scenes:0", "--output", str(tmp_path / "z"))
+    assert proc.returncode == 2 and "scenes:N" in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
