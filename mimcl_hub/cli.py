@@ -60,12 +60,28 @@ def _is_saved_dataset(path: str) -> bool:
     )
 
 
+def _as_clip_dataset(ds, source: str, video_column: str, window: int):
+    """Clip rows as they are (a ``frames`` column, or lazy ``video``/``start``/``num_frames`` rows);
+    a dataset with a video column is cut into shot windows with ``hf_video_clips``."""
+    from .data import hf_video_clips
+
+    columns = set(ds.column_names)
+    if "frames" in columns or {"start", "num_frames"} <= columns:
+        return ds
+    if video_column in columns:
+        return hf_video_clips(ds, video_column=video_column, window=window)
+    raise ClipError(
+        f"{source}: no clip columns (frames, or video/start/num_frames) and no video column "
+        f"{video_column!r}; columns are {sorted(columns)} (set --video_column)"
+    )
+
+
 def load_clip_source(source: str, window: int = 24, video_column: str = "video", split: str = "train",
                      limit: Optional[int] = None, seed: int = 0):
     """Resolve a SOURCE string (see module docstring) into a clip ``datasets.Dataset``."""
     import datasets
 
-    from .data import bundled_clips, folder_clips, hf_video_clips, make_scenes, video_clips
+    from .data import bundled_clips, folder_clips, make_scenes, video_clips
 
     if window < 2:
         raise ValueError(f"--window must be >= 2 frames, got {window}")
@@ -82,6 +98,7 @@ def load_clip_source(source: str, window: int = 24, video_column: str = "video",
             if split not in ds:
                 raise ValueError(f"{source}: no split {split!r} (has {sorted(ds)})")
             ds = ds[split]
+        ds = _as_clip_dataset(ds, source, video_column, window)
     elif os.path.isdir(source):
         ds = folder_clips(source, window=window)
     elif os.path.isfile(source):
@@ -89,8 +106,7 @@ def load_clip_source(source: str, window: int = 24, video_column: str = "video",
     elif os.path.exists(source):
         raise ClipError(f"{source}: not a video file, a folder or a saved dataset")
     elif "/" in source and not source.startswith((".", "/")):
-        hub = datasets.load_dataset(source, split=split)
-        ds = hf_video_clips(hub, video_column=video_column, window=window)
+        ds = _as_clip_dataset(datasets.load_dataset(source, split=split), source, video_column, window)
     else:
         raise ClipError(
             f"unknown clip source {source!r}: use 'bundled', 'scenes:N', a video file, a folder, "

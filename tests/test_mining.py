@@ -179,6 +179,20 @@ def test_cli_mine_video_file_and_folder(tmp_path, bundled_paths):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_cli_mines_a_saved_dataset_with_a_video_feature(tmp_path, bundled_paths):
+    """An HF dataset whose column is datasets.Video (saved with save_to_disk) is cut into windows and mined."""
+    raw = datasets.Dataset.from_dict({"video": [bundled_paths["carphone_pristine.mp4"]], "label": [3]})
+    raw = raw.cast_column("video", datasets.Video())
+    raw.save_to_disk(str(tmp_path / "raw"))
+    proc = _mimcl("mine", str(tmp_path / "raw"), "--output", str(tmp_path / "mined"), "--window", "16", "--limit", "2")
+    assert proc.returncode == 0, proc.stderr
+    mined = datasets.load_from_disk(str(tmp_path / "mined"))
+    assert len(mined) == 2 and mined["mine_error"] == ["", ""]
+    assert all(len(t) == 64 for t in mined["twin"])
+    proc = _mimcl("mine", str(tmp_path / "raw"), "--output", str(tmp_path / "m2"), "--video_column", "clip")
+    assert proc.returncode == 2 and "no video column 'clip'" in proc.stderr
+
+
 def test_cli_rejects_bad_sources_clearly(tmp_path):
     proc = _mimcl("mine", "no_such_thing", "--output", str(tmp_path / "x"))
     assert proc.returncode == 2 and "unknown clip source" in proc.stderr

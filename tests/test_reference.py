@@ -226,3 +226,13 @@ def test_pairwise_histogram_mi_single_trajectory_and_bad_ndim():
         pairwise_histogram_mi(np.zeros((10, 2)))
     with pytest.raises(ValueError, match=r"\(P, N, d\)"):
         pairwise_histogram_mi(np.zeros((2, 2, 10, 2)))
+
+
+def test_histogram_mi_rejects_inf_and_fractional_bins():
+    x = np.array([[0.0], [1.0], [2.0], [np.inf]])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        histogram_mi(x, np.arange(4.0)[:, None], bins=2)
+    with pytest.raises(ValueError, match="bins must be an integer"):
+        histogram_mi(np.zeros((4, 1)), np.zeros((4, 1)), bins=2.5)
+    with pytest.raises(ValueError, match="dx must be"):
+        gaussian_mi(np.eye(3), 1.5)

@@ -33,7 +33,8 @@ def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         t = a
     elif isinstance(a, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        a = np.ascontiguousarray(a)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy())
     else:
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(a).__name__}")
     if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
@@ -156,40 +157,63 @@ def pairwise_mi(
         (P, P) symmetric matrix of MI in nats, same kind (numpy / torch) and device as the input.
         Its diagonal is 0: the MI of a trajectory with itself is not estimated.
     """
-    was_numpy = isinstance(traj, np.ndarray)
-    t = _as_tensor(traj, "traj")
-    if t.ndim != 3:
-        raise ValueError(f"traj must have shape (P, N, d), got {tuple(t.shape)}")
     if backend not in ("auto", "torch", "numba"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
-    p, n, _ = t.shape
-    _check_k(k, n)
-    if backend == "auto":
-        backend = "numba" if (HAVE_NUMBA and t.device.type == "cpu") else "torch"
     if backend == "numba" and not HAVE_NUMBA:
         raise ValueError("backend='numba' needs the numba package (pip install numba)")
-    ii, jj = torch.triu_indices(p, p, offset=1, device=t.device)
+    on_cpu = isinstance(traj, np.ndarray) or (isinstance(traj, torch.Tensor) and traj.device.type == "cpu")
+    if backend == "numba" or (backend == "auto" and HAVE_NUMBA and on_cpu):
+        return _pairwise_mi_numba(traj, k)
+    was_numpy = isinstance(traj, np.ndarray)
+    t = _as_tensor(traj, "traj")
+    _check_trajectories(t.shape, k)
+    p, n, _ = t.shape
     out = torch.zeros(p, p, dtype=t.dtype, device=t.device)
     if p >= 2:
-        if backend == "numba":
-            psi = _digamma_table(n, torch.float64, torch.device("cpu")).numpy()
-            mi = torch.from_numpy(
-                pairwise_ksg_cpu(t.cpu().numpy(), ii.cpu().numpy(), jj.cpu().numpy(), int(k), psi)
-            ).to(device=t.device, dtype=t.dtype)
-        else:
-            dist = _inf_diagonal(chebyshev_distances(t))  # (P, N, N)
-            psi = _digamma_table(n, t.dtype, t.device)
-            step = chunk_size if chunk_size is not None else _auto_chunk(n, memory_budget)
-            if step < 1:
-                raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-            mi = torch.cat(
-                [
-                    _ksg_from_distances(dist[ii[s : s + step]], dist[jj[s : s + step]], int(k), psi)
-                    for s in range(0, ii.numel(), step)
-                ]
-            )
+        ii, jj = torch.triu_indices(p, p, offset=1, device=t.device)
+        dist = _inf_diagonal(chebyshev_distances(t))  # (P, N, N)
+        psi = _digamma_table(n, t.dtype, t.device)
+        step = chunk_size if chunk_size is not None else _auto_chunk(n, memory_budget)
+        if step < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        mi = torch.cat(
+            [
+                _ksg_from_distances(dist[ii[s : s + step]], dist[jj[s : s + step]], int(k), psi)
+                for s in range(0, ii.numel(), step)
+            ]
+        )
         out[ii, jj] = mi
         out[jj, ii] = mi
     if was_numpy:
         return out.cpu().numpy()
     return out
+
+
+def _check_trajectories(shape, k: int) -> None:
+    if len(shape) != 3:
+        raise ValueError(f"traj must have shape (P, N, d), got {tuple(shape)}")
+    _check_k(k, shape[1])
+
+
+def _pairwise_mi_numba(traj: ArrayLike, k: int) -> ArrayLike:
+    """The CPU path of ``pairwise_mi``: numpy in and out, no tensor round trips."""
+    if isinstance(traj, torch.Tensor):
+        t = _as_tensor(traj.detach(), "traj")
+        _check_trajectories(t.shape, k)
+        out = _pairwise_mi_numba(t.cpu().numpy(), k)
+        return torch.from_numpy(out).to(device=traj.device, dtype=t.dtype)
+    if not isinstance(traj, np.ndarray):
+        raise TypeError(f"traj must be a numpy array or a torch tensor, got {type(traj).__name__}")
+    if traj.dtype.kind not in "fiu":
+        raise TypeError(f"traj must hold real numbers, got dtype {traj.dtype}")
+    a = traj if traj.dtype.kind == "f" else traj.astype(np.float64)
+    _check_trajectories(a.shape, k)
+    if not np.isfinite(a).all():
+        raise ValueError("traj contains NaN or inf values")
+    psi = special_digamma_table(a.shape[1])
+    return pairwise_ksg_cpu(a, int(k), psi).astype(a.dtype, copy=False)
+
+
+def special_digamma_table(n: int) -> np.ndarray:
+    """ψ(m) for m = 0..n as float64 numpy (ψ(0) = NaN)."""
+    return _digamma_table(n, torch.float64, torch.device("cpu")).numpy()

@@ -26,7 +26,7 @@ def gaussian_mi(cov: np.ndarray, dx: int) -> float:
     cov = np.asarray(cov, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
         raise ValueError(f"cov must be a square matrix, got shape {cov.shape}")
-    if not 0 < dx < cov.shape[0]:
+    if isinstance(dx, bool) or not isinstance(dx, (int, np.integer)) or not 0 < dx < cov.shape[0]:
         raise ValueError(f"dx must be between 1 and {cov.shape[0] - 1}, got {dx}")
     if not np.allclose(cov, cov.T):
         raise ValueError("cov must be symmetric")
@@ -88,10 +88,10 @@ def histogram_mi(x, y, bins: int = 4, miller_madow: bool = True):
     ty = torch.as_tensor(y, dtype=torch.float64, device=tx.device)
     if tx.ndim < 2 or ty.ndim < 2 or tx.shape[:-1] != ty.shape[:-1]:
         raise ValueError(f"x and y must be (..., N, d) with the same (..., N): {tuple(tx.shape)} vs {tuple(ty.shape)}")
-    if bins < 2:
-        raise ValueError(f"bins must be >= 2, got {bins}")
-    if torch.isnan(tx).any() or torch.isnan(ty).any():
-        raise ValueError("x and y must not contain NaN")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise ValueError(f"bins must be an integer >= 2, got {bins!r}")
+    if not (torch.isfinite(tx).all() and torch.isfinite(ty).all()):
+        raise ValueError("x and y must not contain NaN or inf")
     lead = tx.shape[:-2]
     n = tx.shape[-2]
     cx = _bin_codes(tx, bins).reshape(-1, n)
@@ -111,8 +111,8 @@ def pairwise_histogram_mi(traj, bins: int = 4, miller_madow: bool = True):
     if t.ndim != 3:
         raise ValueError(f"traj must have shape (P, N, d), got {tuple(t.shape)}")
     p = t.shape[0]
-    ii, jj = torch.triu_indices(p, p, offset=1)
-    out = torch.zeros(p, p, dtype=torch.float64)
+    ii, jj = torch.triu_indices(p, p, offset=1, device=t.device)
+    out = torch.zeros(p, p, dtype=torch.float64, device=t.device)
     if p >= 2:
         mi = histogram_mi(t[ii], t[jj], bins=bins, miller_madow=miller_madow)
         out[ii, jj] = mi
