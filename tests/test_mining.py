@@ -193,13 +193,21 @@ def test_cli_mines_a_saved_dataset_with_a_video_feature(tmp_path, bundled_paths)
     assert proc.returncode == 2 and "no video column 'clip'" in proc.stderr
 
 
-def test_cli_rejects_bad_sources_clearly(tmp_path):
-    proc = _mimcl("mine", "no_such_thing", "--output", str(tmp_path / "x"))
-    assert proc.returncode == 2 and "unknown clip source" in proc.stderr
+def test_cli_rejects_bad_sources_clearly(tmp_path, capsys):
+    from mimcl_hub.cli import main
+
+    def run(*args):
+        code = main(list(args))
+        return code, capsys.readouterr().err
+
+    code, err = run("mine", "no_such_thing", "--output", str(tmp_path / "x"))
+    assert code == 2 and "unknown clip source" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = _mimcl("mine", str(empty), "--output", str(tmp_path / "y"))
-    assert proc.returncode == 2 and str(empty) in proc.stderr
-    proc = _mimcl("mine", "scenes:0", "--output", str(tmp_path / "z"))
-    assert proc.returncode == 2 and "scenes:N" in proc.stderr
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    code, err = run("mine", str(empty), "--output", str(tmp_path / "y"))
+    assert code == 2 and str(empty) in err
+    code, err = run("mine", "scenes:0", "--output", str(tmp_path / "z"))
+    assert code == 2 and "scenes:N" in err
+    code, err = run("mine", "scenes:1", "--output", str(tmp_path / "w"), "--window", "1")
+    assert code == 2 and "--window" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "w").exists()
