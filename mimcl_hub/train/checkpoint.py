@@ -1,0 +1,301 @@
+"""Atomic Accelerate checkpoints, rotation, ``latest`` resolution and the output-folder lock.
+
+Layout::
+
+    OUTPUT_DIR/
+      .mimcl.lock                      held (fcntl.flock) by the main process of the running job
+      checkpoints/
+        checkpoint-50/                 complete: Accelerate's save_state + mimcl_checkpoint.json
+        checkpoint-100/
+        .tmp-checkpoint-150/           being written (never loaded, removed at the next start)
+
+Writing a checkpoint (every process calls :func:`save_checkpoint`):
+
+1. the main process creates ``checkpoints/.tmp-checkpoint-<step>`` (a fixed name, so every rank
+   writes into the same folder on a shared file system);
+2. ``accelerator.save_state(tmp)``: models (safetensors), optimizer, scheduler, every process's RNG
+   state, and the objects registered with ``register_for_checkpointing`` (the :class:`TrainingState`);
+3. the main process writes ``mimcl_checkpoint.json`` (step, epoch, world size, key config fields),
+   flushes every file to disk (fsync) and renames the folder to ``checkpoint-<step>`` with
+   ``os.replace`` — one atomic step; then old checkpoints beyond ``save_total_limit`` are renamed
+   to ``.trash-…`` and deleted.
+
+A process killed at any point (SIGKILL included) therefore leaves either a complete
+``checkpoint-<step>`` or a ``.tmp-…`` folder that :func:`list_checkpoints` ignores, never a
+half-written folder that ``--resume_from_checkpoint latest`` would load. Only folders named
+exactly ``checkpoint-<int>`` that contain the marker count as checkpoints.
+
+Test hook: with ``MIMCL_DEBUG_KILL_DURING_SAVE=<step>`` the process SIGKILLs itself inside
+``save_checkpoint`` after ``save_state`` has written the temporary folder of that step and before
+the rename (the test suite uses it to prove that ``latest`` never sees a partial checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+__all__ = [
+    "CHECKPOINT_MARKER", "CheckpointError", "OutputDirLockedError", "TrainingState", "checkpoints_dir",
+    "clean_stale_checkpoints", "delete_checkpoint", "latest_checkpoint", "list_checkpoints", "read_marker", "resolve_checkpoint",
+    "rotate_checkpoints", "run_lock", "save_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_MARKER = "mimcl_checkpoint.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+LOCK_NAME = ".mimcl.lock"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be found, is incomplete, or does not match the run's configuration."""
+
+
+class OutputDirLockedError(RuntimeError):
+    """Another training run holds the output folder."""
+
+
+@dataclass
+class TrainingState:
+    """Loop position, saved with every checkpoint (``accelerator.register_for_checkpointing``).
+
+    ``step``: optimizer steps done; ``epoch``: the epoch being iterated; ``batch_in_epoch``: batches
+    of that epoch already consumed (the data position ``skip_first_batches`` resumes from).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+
+
+def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def read_marker(path: str | os.PathLike) -> Optional[dict]:
+    """The ``mimcl_checkpoint.json`` of a checkpoint folder, or None if it has none / it is unreadable."""
+    try:
+        with open(Path(path) / CHECKPOINT_MARKER) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints ``(step, path)`` in ``output_dir/checkpoints``, oldest first."""
+    root = checkpoints_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        m = _CHECKPOINT_RE.match(entry.name)
+        if m and entry.is_dir() and read_marker(entry) is not None:
+            found.append((int(m.group(1)), entry))
+    return sorted(found)
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Optional[Path]:
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> Path:
+    """``"latest"`` or a folder → a complete checkpoint folder (raises :class:`CheckpointError`)."""
+    if value == "latest":
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            raise CheckpointError(f"--resume_from_checkpoint latest: no complete checkpoint in "
+                                  f"{checkpoints_dir(output_dir)} (start without --resume_from_checkpoint)")
+        return path
+    path = Path(value)
+    if not path.is_dir():
+        raise CheckpointError(f"--resume_from_checkpoint {value}: no such folder")
+    if read_marker(path) is None:
+        raise CheckpointError(f"--resume_from_checkpoint {value}: not a complete mimcl_hub checkpoint "
+                              f"(no {CHECKPOINT_MARKER}; a checkpoint interrupted while being written is never renamed "
+                              "into place, so this folder is partial or foreign)")
+    return path
+
+
+def clean_stale_checkpoints(output_dir: str | os.PathLike) -> list[str]:
+    """Remove ``.tmp-*`` / ``.trash-*`` leftovers of killed runs (call on the main process, under the lock)."""
+    root = checkpoints_dir(output_dir)
+    removed = []
+    if root.is_dir():
+        for entry in root.iterdir():
+            if entry.name.startswith((".tmp-checkpoint-", ".trash-checkpoint-", ".old-checkpoint-")):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+    if removed:
+        logger.info("removed incomplete checkpoint folders of an interrupted run: %s", ", ".join(sorted(removed)))
+    return removed
+
+
+def rotate_checkpoints(output_dir: str | os.PathLike, limit: Optional[int]) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond ``limit`` (renamed away first, then removed)."""
+    if limit is None:
+        return []
+    found = list_checkpoints(output_dir)
+    doomed = [p for _, p in found[:max(0, len(found) - limit)]]
+    for path in doomed:
+        delete_checkpoint(path)
+    return doomed
+
+
+def delete_checkpoint(path: str | os.PathLike) -> None:
+    """Remove a checkpoint folder: renamed to ``.trash-…`` first, so a kill mid-delete never leaves a
+    half-deleted ``checkpoint-<step>`` that :func:`latest_checkpoint` could pick."""
+    path = Path(path)
+    trash = path.parent / f".trash-{path.name}"
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _debug_kill(step: int) -> None:
+    target = os.environ.get("MIMCL_DEBUG_KILL_DURING_SAVE")
+    if target and target.strip() == str(step):
+        logger.warning("MIMCL_DEBUG_KILL_DURING_SAVE=%s: killing this process inside save_checkpoint", target)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingState, total_limit: Optional[int] = None,
+                    info: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write ``checkpoints/checkpoint-<state.step>`` atomically (see module docstring). All processes call it."""
+    root = checkpoints_dir(output_dir)
+    final = root / f"checkpoint-{state.step}"
+    tmp = root / f".tmp-checkpoint-{state.step}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    _debug_kill(state.step)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        marker = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+                  "num_processes": accelerator.num_processes, "time": time.time(), **dict(info or {})}
+        with open(tmp / CHECKPOINT_MARKER, "w") as f:
+            json.dump(marker, f, indent=2, default=str)
+        _fsync_tree(tmp)
+        if final.exists():          # the same step saved again (e.g. a resumed run): swap it
+            old = root / f".old-checkpoint-{state.step}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+        rotate_checkpoints(output_dir, total_limit)
+        logger.info("saved checkpoint %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+class run_lock:
+    """Exclusive lock on ``output_dir`` for the duration of a run (``fcntl.flock`` on ``.mimcl.lock``).
+
+    The main process takes the lock; the result is broadcast so every process of a refused run
+    raises the same :class:`OutputDirLockedError`. The kernel drops a flock when its holder dies,
+    so a SIGKILLed run never leaves a stale lock behind.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, accelerator=None):
+        self.output_dir = Path(output_dir)
+        self.accelerator = accelerator
+        self._fd: Optional[int] = None
+
+    def _is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def __enter__(self) -> "run_lock":
+        error = None
+        if self._is_main():
+            error = self._acquire()
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            box = [error]
+            broadcast_object_list(box, from_process=0)
+            error = box[0]
+        if error:
+            raise OutputDirLockedError(error)
+        return self
+
+    def _acquire(self) -> Optional[str]:
+        import fcntl
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            return (f"output_dir {self.output_dir} is in use by another training run ({holder}); wait for it to "
+                    "finish, or pick another --output_dir")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}, since {time.ctime()}\n".encode(), 0)
+        self._fd = fd
+        return None
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            try:
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None

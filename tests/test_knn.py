@@ -1,0 +1,121 @@
+"""Weighted kNN (DINO protocol) against a brute-force reference, feature extraction, the offline digits set."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from mimcl_hub.eval import KNNMonitor, extract_features, knn_accuracy, knn_predict, load_knn_datasets
+
+
+def brute_force_knn(train, labels, test, k, T, C):
+    """Loop-by-loop reference: cosine similarity, k nearest, votes exp(s/T) per class."""
+    train = np.asarray(train, np.float64)
+    test = np.asarray(test, np.float64)
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    test = test / np.linalg.norm(test, axis=1, keepdims=True)
+    k = min(k, len(train))
+    scores = np.zeros((len(test), C))
+    for i, x in enumerate(test):
+        sims = [(float(x @ t), j) for j, t in enumerate(train)]
+        sims.sort(key=lambda s: -s[0])
+        for s, j in sims[:k]:
+            scores[i, labels[j]] += math.exp(s / T)
+    return scores
+
+
+@pytest.mark.parametrize("k,T,chunk", [(1, 0.07, 1024), (5, 0.07, 3), (20, 0.5, 7), (100, 0.1, 4)])
+def test_knn_predict_matches_brute_force(k, T, chunk):
+    g = torch.Generator().manual_seed(k)
+    train = torch.randn(40, 6, generator=g)
+    labels = torch.randint(0, 4, (40,), generator=g)
+    test = torch.randn(13, 6, generator=g)
+    scores = knn_predict(train, labels, test, k=k, T=T, num_classes=4, chunk_size=chunk)
+    ref = brute_force_knn(train.numpy(), labels.numpy(), test.numpy(), k, T, 4)
+    assert scores.shape == (13, 4)
+    np.testing.assert_allclose(scores.numpy(), ref, rtol=1e-4)
+    assert torch.equal(scores.argmax(1), torch.from_numpy(ref.argmax(1)))
+
+
+def test_knn_accuracy_on_separable_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(3, 8) * 10
+    train_y = torch.arange(60) % 3
+    test_y = torch.arange(30) % 3
+    train = centres[train_y] + 0.1 * torch.randn(60, 8, generator=g)
+    test = centres[test_y] + 0.1 * torch.randn(30, 8, generator=g)
+    acc = knn_accuracy(train, train_y, test, test_y, k=5)
+    assert acc == {"top1": 1.0}            # no top-5 with 3 classes
+    shuffled = knn_accuracy(train, train_y, test, test_y[torch.randperm(30, generator=g)], k=5)
+    assert shuffled["top1"] < 1.0
+
+
+def test_knn_rejects_bad_input():
+    x = torch.randn(5, 3)
+    with pytest.raises(ValueError, match="differ in dimension"):
+        knn_predict(x, torch.zeros(5), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="k must be"):
+        knn_predict(x, torch.zeros(5), x, k=0)
+    with pytest.raises(ValueError, match="temperature"):
+        knn_predict(x, torch.zeros(5), x, T=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        knn_predict(x, torch.tensor([0, 1, 2, 3, 4]), x, num_classes=3)
+    with pytest.raises(ValueError, match="entries"):
+        knn_predict(x, torch.zeros(4), x)
+
+
+def test_extract_features_eval_mode_and_order():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.train()
+    images = torch.randn(10, 3, 8, 8)
+    labels = torch.arange(10)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=4)
+    feats, ys = extract_features(model, loader)
+    assert feats.shape == (10, 4) and feats.dtype == torch.float32
+    assert torch.equal(ys, labels)
+    assert model.training                       # mode restored
+    model.eval()
+    torch.testing.assert_close(feats, model(images))   # computed in eval mode (running statistics)
+
+
+def test_digits_monitor_offline():
+    train, test = load_knn_datasets("digits", img_size=16, max_train=200, max_test=100, seed=0)
+    assert len(train) == 200 and len(test) == 100 and train.num_classes == 10
+    x, y = train[0]
+    assert x.shape == (3, 16, 16) and 0 <= y < 10
+    # a fixed random conv net separates digits far better than chance (10%)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten())
+    result = KNNMonitor(train, test, k=20, T=0.07)(net)
+    assert set(result) == {"knn_top1", "knn_top5"}
+    assert result["knn_top1"] > 0.5
+
+
+def test_knn_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save_to_disk"):
+        load_knn_datasets(str(tmp_path / "missing"))
+
+
+def test_knn_from_a_saved_image_dataset(tmp_path):
+    """The path an HF image dataset takes (e.g. uoft-cs/cifar10: an Image column 'img', a ClassLabel 'label')."""
+    import datasets
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+
+    def split(n):
+        return datasets.Dataset.from_dict(
+            {"img": [rng.integers(0, 256, (12, 10, 3), dtype=np.uint8) for _ in range(n)],
+             "label": [i % 3 for i in range(n)]}, features=features)
+
+    datasets.DatasetDict({"train": split(20), "test": split(9)}).save_to_disk(str(tmp_path / "dd"))
+    train, test = load_knn_datasets(str(tmp_path / "dd"), img_size=8, max_train=15)
+    assert (len(train), len(test), train.num_classes) == (15, 9, 3)
+    x, y = test[4]
+    assert x.shape == (3, 8, 8) and y == 1
+    split(10).save_to_disk(str(tmp_path / "only_train"))        # no test split: an 80/20 split of train
+    train, test = load_knn_datasets(str(tmp_path / "only_train"), img_size=8)
+    assert (len(train), len(test)) == (8, 2)
