@@ -17,9 +17,7 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from typing import Optional, Sequence
 
 from .errors import ClipError
@@ -123,24 +121,13 @@ def load_clip_source(source: str, window: int = 24, video_column: str = "video",
 def save_dataset_atomically(dataset, output: str, overwrite: bool = False) -> str:
     """``save_to_disk`` into a temporary sibling folder, then rename: a crash never leaves a
     half-written dataset at ``output``."""
+    from ._atomic import atomic_folder
+
     output = os.path.abspath(output)
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"{output} already exists (pass --overwrite to replace it)")
-    parent = os.path.dirname(output)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(output) + "-", dir=parent)
-    try:
-        dataset.save_to_disk(tmp)
-        if os.path.exists(output):
-            old = tmp + ".old"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_folder(output, overwrite=overwrite) as tmp:
+        dataset.save_to_disk(str(tmp))
     return output
 
 

@@ -24,26 +24,16 @@ linear scaling rule (lr x batch / 256) for batch 32.
 
 import sys
 
-from mimcl_hub.train import recipe_main
+from mimcl_hub.train import CPU_RECIPE_DEFAULTS, recipe_main
 
 DEFAULTS = dict(
+    CPU_RECIPE_DEFAULTS,
     output_dir="outputs/vit_dino",
     model_name="vit_tiny_patch4_32",
     objective="dino",
     optimizer="adamw",
     learning_rate=0.0005,
     weight_decay=0.04,
-    img_size=32,
-    mi_weight=1.0,
-    twin_mode="mi",
-    per_device_train_batch_size=32,
-    twin_batch_size=32,
-    max_steps=64,
-    warmup_ratio=0.1,
-    mixed_precision="bf16",
-    channels_last=True,
-    save_steps=32,
-    logging_steps=8,
 )
 
 

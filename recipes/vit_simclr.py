@@ -18,26 +18,17 @@ paper's ablation, ``--twin_mode none`` (or ``--mi_weight 0``) the SimCLR baselin
 
 import sys
 
-from mimcl_hub.train import recipe_main
+from mimcl_hub.train import CPU_RECIPE_DEFAULTS, recipe_main
 
 DEFAULTS = dict(
+    CPU_RECIPE_DEFAULTS,
     output_dir="outputs/vit_simclr",
     model_name="vit_tiny_patch4_32",
-    img_size=32,
     objective="simclr",
     mi_objective="simclr",
-    mi_weight=1.0,
-    twin_mode="mi",
     optimizer="adamw",
     learning_rate=1e-3,
     weight_decay=0.05,
-    per_device_train_batch_size=32,
-    twin_batch_size=32,
-    max_steps=64,
-    warmup_ratio=0.1,
-    mixed_precision="bf16",
-    save_steps=32,
-    logging_steps=8,
 )
 
 

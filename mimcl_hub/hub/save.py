@@ -34,6 +34,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .._atomic import atomic_folder
+
 __all__ = ["TEMPLATE_PATH", "atomic_folder", "build_card", "encoder_config", "save_encoder"]
 
 #: The model card template (Jinja2, rendered by ``ModelCard.from_template``).
@@ -64,84 +66,6 @@ _OBJECTIVE_TITLES = {
     "simsiam": "SimSiam (arXiv 2011.10566)", "barlow_twins": "Barlow Twins (arXiv 2103.03230)",
     "vicreg": "VICReg (arXiv 2105.04906)", "dino": "DINO (arXiv 2104.14294)", "nnclr": "NNCLR (arXiv 2104.14548)",
 }
-
-
-class atomic_folder:
-    """Context manager: yields a temporary folder next to ``path``; on success it replaces ``path``.
-
-    ``os.replace`` of a directory is atomic on POSIX: readers see the old folder or the complete new
-    one, never a partial one. An existing ``path`` is first renamed aside and deleted after the swap.
-    On an exception the temporary folder is removed and ``path`` is left as it was.
-    """
-
-    def __init__(self, path: str | os.PathLike, overwrite: bool = True):
-        self.path = Path(path).absolute()
-        self.overwrite = overwrite
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} already exists")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.path.name}-", dir=self.path.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        _publishable(self.tmp)
-        _fsync_tree(self.tmp)
-        old = None
-        if self.path.exists():
-            old = self.path.parent / f".old-{self.path.name}-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _publishable(root: Path) -> None:
-    """mkdtemp / safetensors create owner-only entries: give the folder the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for dirpath, dirs, files in os.walk(root):
-        os.chmod(dirpath, 0o777 & ~umask)
-        for name in files:
-            os.chmod(os.path.join(dirpath, name), 0o666 & ~umask)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush every file under ``root`` to disk (so the rename publishes complete files even after a power loss)."""
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
 
 
 def _plain_state_dict(module: nn.Module, drop_prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:

@@ -14,11 +14,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 from .checkpoint import (CheckpointError, OutputDirLockedError, TrainingState, latest_checkpoint, list_checkpoints,
                          resolve_checkpoint, save_checkpoint)
-from .config import ConfigError, TrainConfig, config_parser, parse_config
+from .config import CPU_RECIPE_DEFAULTS, ConfigError, TrainConfig, config_parser, parse_config
 from .loop import NonFiniteLossError, ProcessesOutOfSyncError, PushError, TrainResult, build_optimizer, lr_lambda, train
 
 __all__ = [
-    "CheckpointError", "ConfigError", "NonFiniteLossError", "OutputDirLockedError", "ProcessesOutOfSyncError", "PushError",
+    "CPU_RECIPE_DEFAULTS", "CheckpointError", "ConfigError", "NonFiniteLossError", "OutputDirLockedError", "ProcessesOutOfSyncError", "PushError",
     "TrainConfig", "TrainResult", "TrainingState", "build_optimizer", "config_parser", "latest_checkpoint",
     "list_checkpoints", "lr_lambda", "parse_config", "recipe_main", "resolve_checkpoint", "save_checkpoint", "train",
 ]

@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from .._atomic import fsync_dir, fsync_tree
+
 __all__ = [
     "CHECKPOINT_MARKER", "CheckpointError", "OutputDirLockedError", "TrainingState", "checkpoints_dir",
     "clean_stale_checkpoints", "delete_checkpoint", "latest_checkpoint", "list_checkpoints", "read_marker", "resolve_checkpoint",
@@ -169,34 +171,6 @@ def delete_checkpoint(path: str | os.PathLike) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _debug_kill(step: int) -> None:
     target = os.environ.get("MIMCL_DEBUG_KILL_DURING_SAVE")
     if target and target.strip() == str(step):
@@ -223,7 +197,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
                   "num_processes": accelerator.num_processes, "time": time.time(), **dict(info or {})}
         with open(tmp / CHECKPOINT_MARKER, "w") as f:
             json.dump(marker, f, indent=2, default=str)
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         if final.exists():          # the same step saved again (e.g. a resumed run): swap it
             old = root / f".old-checkpoint-{state.step}"
             shutil.rmtree(old, ignore_errors=True)
@@ -232,7 +206,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         rotate_checkpoints(output_dir, total_limit)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()

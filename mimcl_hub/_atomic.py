@@ -1,0 +1,93 @@
+"""Atomic folder writes: build into a temp folder next to the target, flush, then ``os.replace``.
+
+A crash or SIGKILL at any moment leaves either the old folder or the complete new one, never a
+half-written folder under the target name (leftover ``.tmp-*`` folders are ignored by readers)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_folder", "fsync_dir", "fsync_tree"]
+
+
+def fsync_dir(path: os.PathLike | str) -> None:
+    """Flush a directory entry to disk (best effort: some filesystems refuse directory fsync)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: os.PathLike | str) -> None:
+    """Flush every file and folder under ``root``, so a rename publishes complete files even after
+    a power loss."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+class atomic_folder:
+    """Context manager: yields a temporary folder next to ``path``; on success it replaces ``path``.
+
+    ``os.replace`` of a directory is atomic on POSIX: readers see the old folder or the complete new
+    one, never a partial one. An existing ``path`` is first renamed aside and deleted after the swap.
+    On an exception the temporary folder is removed and ``path`` is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = True):
+        self.path = Path(path).absolute()
+        self.overwrite = overwrite
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        if self.path.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.path} already exists")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.path.name}-", dir=self.path.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        _publishable(self.tmp)
+        fsync_tree(self.tmp)
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".old-{self.path.name}-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _publishable(root: Path) -> None:
+    """mkdtemp / safetensors create owner-only entries: give the folder the usual umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for dirpath, dirs, files in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~umask)
