@@ -174,12 +174,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repeats (finishes in well under 2 minutes on a small CPU)")
     ap.add_argument("--device", default="cpu", help="'cuda' (or 'cuda:N') to also time the torch backend on a GPU at P=1024")
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats for our calls (default 10, --quick 5)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats for our calls (default 40, --quick 20)")
     ap.add_argument("--baseline-repeats", type=int, default=None, help="timed repeats for the baseline (default 3, --quick 2)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    reps = args.repeats or (5 if args.quick else 10)
+    reps = args.repeats or (20 if args.quick else 40)
     base_reps = args.baseline_repeats or (2 if args.quick else 3)
     n = T_STEPS - 1
 
