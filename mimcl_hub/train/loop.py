@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..hub.push import PushError, push_encoder
 from .checkpoint import (CheckpointError, TrainingState, clean_stale_checkpoints, delete_checkpoint,
                          latest_checkpoint, list_checkpoints, read_marker, resolve_checkpoint, run_lock,
                          save_checkpoint)
@@ -61,10 +62,6 @@ class NonFiniteLossError(FloatingPointError):
 
 class ProcessesOutOfSyncError(RuntimeError):
     """``--check_sync_every``: the processes' parameters differ."""
-
-
-class PushError(RuntimeError):
-    """Training finished and the encoder folder is saved, but uploading it to the Hub failed."""
 
 
 @dataclass
@@ -652,16 +649,12 @@ def _check_resume_compatible(path: Path, config: TrainConfig, num_processes: int
 
 
 def _push(folder: Path, config: TrainConfig, step: int) -> str:
-    from huggingface_hub import create_repo, upload_folder
-
     try:
-        repo = create_repo(config.hub_model_id, private=config.hub_private_repo, exist_ok=True)
-        commit = upload_folder(repo_id=repo.repo_id, folder_path=str(folder),
-                               commit_message=f"mimcl_hub: {config.model_name} {config.objective} "
-                                              f"(twin_mode={config.twin_mode}) after {step} steps")
-    except Exception as e:
-        raise PushError(f"training finished and the encoder is saved in {folder}, but pushing it to "
-                        f"{config.hub_model_id} failed ({type(e).__name__}: {e}); upload that folder later "
-                        "(HF_TOKEN / HF_ENDPOINT are honoured)") from e
-    logger.info("pushed %s to %s", folder, repo)
-    return str(getattr(commit, "commit_url", repo))
+        url = push_encoder(folder, config.hub_model_id, private=config.hub_private_repo,
+                           commit_message=f"mimcl_hub: {config.model_name} {config.objective} "
+                                          f"(twin_mode={config.twin_mode}) after {step} steps")
+    except PushError as e:
+        raise PushError(f"training finished and the encoder is saved in {folder}, but {e}; upload it later "
+                        f"with `mimcl push {folder} --repo-id {config.hub_model_id}`") from e
+    logger.info("pushed %s to %s", folder, url)
+    return url

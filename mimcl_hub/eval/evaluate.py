@@ -1,0 +1,208 @@
+"""Evaluate a saved encoder: kNN + linear-probe top-1 per dataset, written into its folder and model card.
+
+``evaluate_encoder(DIR | "org/name", datasets=("digits",))``:
+
+1. loads the encoder with :class:`mimcl_hub.hub.encoder.MIMCLEncoder` (safetensors only);
+2. for each dataset (``"digits"``, a ``save_to_disk`` folder or an HF dataset id, see
+   :func:`mimcl_hub.eval.knn.load_knn_datasets`) extracts frozen features at the model's input size and
+   normalisation, then runs the weighted kNN (DINO protocol) and, unless ``linear=False``, a linear probe
+   (:func:`mimcl_hub.eval.linear.linear_probe`);
+3. writes ``eval_results.json`` (merged with earlier results, by dataset) and updates ``README.md``: the
+   ``model-index`` results (``huggingface_hub.EvalResult``) are merged by (dataset, split, metric) — a new
+   value replaces the old one, other entries and the rest of the card stay — and a results table between
+   ``<!-- mimcl-eval -->`` markers. Both files are written atomically (temp file + ``os.replace``).
+
+For a Hub repo id nothing is written unless ``output_dir`` is given (the download cache is not a place to edit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch.utils.data import DataLoader
+
+__all__ = ["EVAL_RESULTS_NAME", "evaluate_encoder", "update_model_card"]
+
+EVAL_RESULTS_NAME = "eval_results.json"
+_START, _END = "<!-- mimcl-eval:start -->", "<!-- mimcl-eval:end -->"
+_DATASET_NAMES = {"digits": "scikit-learn digits"}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    from ..hub.encoder import _atomic_write_bytes
+
+    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def _eval_results(dataset: str, res: dict[str, Any]) -> list:
+    from huggingface_hub import EvalResult
+
+    common = dict(task_type="image-classification", dataset_type=dataset,
+                  dataset_name=_DATASET_NAMES.get(dataset, dataset), dataset_split=res.get("split", "test"))
+    knn_cfg = f"k={res['knn_k']},T={res['knn_t']}"
+    out = [EvalResult(task_name="kNN classification (frozen features)", metric_type="accuracy",
+                      metric_name="kNN top-1 accuracy", metric_value=round(float(res["knn_top1"]), 4),
+                      metric_config=knn_cfg, **common)]
+    if res.get("knn_top5") is not None:
+        out.append(EvalResult(task_name="kNN classification (frozen features)", metric_type="top_5_accuracy",
+                              metric_name="kNN top-5 accuracy", metric_value=round(float(res["knn_top5"]), 4),
+                              metric_config=knn_cfg, **common))
+    if res.get("linear_top1") is not None:
+        out.append(EvalResult(task_name="Linear probe (frozen features)", metric_type="accuracy",
+                              metric_name="Linear probe top-1 accuracy",
+                              metric_value=round(float(res["linear_top1"]), 4),
+                              metric_config=res.get("linear_config"), **common))
+    return out
+
+
+def _key(r) -> tuple:
+    return (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type, r.metric_name)
+
+
+def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
+    lines = [_START, "### Evaluation (`mimcl eval`)", "",
+             "Frozen pooled features; weighted kNN (DINO protocol, cosine) and a linear probe (logistic regression "
+             "on standardized features, L-BFGS).", "",
+             "| dataset | kNN top-1 | kNN top-5 | linear top-1 | train / test |", "| --- | --- | --- | --- | --- |"]
+
+    def f(v):
+        return "–" if v is None else f"{float(v):.4f}"
+
+    for name, r in sorted(all_results.items()):
+        lines.append(f"| {_DATASET_NAMES.get(name, name)} | {f(r.get('knn_top1'))} | {f(r.get('knn_top5'))} | "
+                     f"{f(r.get('linear_top1'))} | {r.get('num_train', '?')} / {r.get('num_test', '?')} |")
+    lines += ["", _END]
+    return "\n".join(lines)
+
+
+def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, Any]],
+                      all_results: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Merge ``results`` (dataset -> metrics) into ``folder/README.md``'s ``model-index`` and results table."""
+    from huggingface_hub import ModelCard
+
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no model card to update")
+    card = ModelCard.load(path)
+    data = card.data
+    merged = list(data.eval_results or [])
+    for dataset, res in results.items():
+        for new in _eval_results(dataset, res):
+            keys = [_key(r) for r in merged]
+            if _key(new) in keys:
+                merged[keys.index(_key(new))] = new
+            else:
+                merged.append(new)
+    data.eval_results = merged
+    if not data.model_name:
+        data.model_name = Path(folder).absolute().name
+    metrics = list(data.metrics or [])
+    if "accuracy" not in metrics:
+        data.metrics = metrics + ["accuracy"]
+    table = _results_table(all_results if all_results is not None else results)
+    text = card.text
+    if _START in text and _END in text:
+        head, _, rest = text.partition(_START)
+        _, _, tail = rest.partition(_END)
+        text = head + table + tail
+    elif "\n## Training" in text:
+        head, _, tail = text.partition("\n## Training")
+        text = head + "\n" + table + "\n\n## Training" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + table + "\n"
+    card.text = text
+    _atomic_write_text(path, str(card.content))
+    return path
+
+
+def _features(encoder, ds, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    from .knn import extract_features
+
+    return extract_features(encoder.model, DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0),
+                            device=device)
+
+
+def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Iterable[str] = ("digits",), knn_k: int = 20,
+                     knn_t: float = 0.07, linear: bool = True, image_column: str | None = None,
+                     label_column: str | None = None, max_train: int | None = None, max_test: int | None = None,
+                     batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
+                     linear_epochs: int = 100, linear_weight_decay: float = 1e-4, revision: str | None = None,
+                     token: str | bool | None = None, output_dir: str | os.PathLike | None = None,
+                     update_card: bool = True) -> dict[str, Any]:
+    """kNN (+ linear) top-1 of a saved encoder on each dataset; see the module docstring.
+
+    Returns ``{"model": ..., "results": {dataset: {"knn_top1", "knn_top5", "linear_top1", "num_train",
+    "num_test", "num_classes", "knn_k", "knn_t", "seconds", ...}}, "eval_results_path": ..., "card_path": ...}``.
+
+    Raises:
+        ValueError / FileNotFoundError: an unknown dataset (named), a bad column, or a bad encoder folder.
+    """
+    from ..hub.encoder import MIMCLEncoder
+    from .knn import knn_accuracy, load_knn_datasets
+    from .linear import linear_probe
+
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    datasets = list(datasets)
+    if not datasets:
+        raise ValueError("evaluate_encoder: no dataset given")
+    encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=revision, token=token, device=device)
+    data_cfg = encoder.data_config()
+    img_size = int(data_cfg["input_size"][-1])
+    results: dict[str, dict[str, Any]] = {}
+    for name in datasets:
+        t0 = time.perf_counter()
+        try:
+            train_set, test_set = load_knn_datasets(name, img_size=img_size, mean=data_cfg["mean"], std=data_cfg["std"],
+                                                    max_train=max_train, max_test=max_test, seed=seed,
+                                                    image_column=image_column, label_column=label_column)
+        except ValueError:
+            raise
+        except Exception as e:  # datasets' own errors (unknown repo, offline cache miss, ...)
+            raise ValueError(f"evaluation dataset {name!r} could not be loaded (use 'digits', a folder saved with "
+                             f"save_to_disk or an HF dataset id such as uoft-cs/cifar10): {type(e).__name__}: {e}") from e
+        tr_f, tr_y = _features(encoder, train_set, batch_size, device)
+        te_f, te_y = _features(encoder, test_set, batch_size, device)
+        if not (torch.isfinite(tr_f).all() and torch.isfinite(te_f).all()):
+            raise ValueError(f"{model_dir_or_repo}: the encoder produced NaN / inf features on {name!r}")
+        num_classes = int(getattr(train_set, "num_classes", 0)) or None
+        knn = knn_accuracy(tr_f, tr_y, te_f, te_y, k=knn_k, T=knn_t, num_classes=num_classes)
+        res: dict[str, Any] = {"knn_top1": knn["top1"], "knn_top5": knn.get("top5"), "knn_k": knn_k, "knn_t": knn_t,
+                               "split": "test", "num_train": len(train_set), "num_test": len(test_set),
+                               "num_classes": num_classes, "img_size": img_size}
+        if linear:
+            res["linear_top1"] = linear_probe(tr_f, tr_y, te_f, te_y, num_classes=num_classes, epochs=linear_epochs,
+                                              weight_decay=linear_weight_decay, seed=seed)
+            res["linear_config"] = f"lbfgs,epochs={linear_epochs},wd={linear_weight_decay}"
+        res["seconds"] = round(time.perf_counter() - t0, 3)
+        results[name] = res
+
+    out: dict[str, Any] = {"model": str(model_dir_or_repo), "results": results, "eval_results_path": None,
+                           "card_path": None}
+    is_local = os.path.isdir(os.fspath(model_dir_or_repo))
+    target = Path(output_dir) if output_dir is not None else (Path(model_dir_or_repo) if is_local else None)
+    if target is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / EVAL_RESULTS_NAME
+        previous: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                previous = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+            except (json.JSONDecodeError, AttributeError):
+                previous = {}
+        all_results = {**previous, **results}
+        _atomic_write_text(path, json.dumps({"model": str(model_dir_or_repo), "results": all_results}, indent=2,
+                                            sort_keys=True) + "\n")
+        out["eval_results_path"] = str(path)
+        if update_card:
+            card_src = target / "README.md"
+            if not card_src.is_file() and encoder.folder is not None and (encoder.folder / "README.md").is_file():
+                _atomic_write_text(card_src, (encoder.folder / "README.md").read_text(encoding="utf-8"))
+            if card_src.is_file():
+                out["card_path"] = str(update_model_card(target, results, all_results))
+    return out
