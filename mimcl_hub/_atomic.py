@@ -10,11 +10,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_folder", "fsync_dir", "fsync_tree"]
+__all__ = ["atomic_folder", "fsync_path", "fsync_tree"]
 
 
-def fsync_dir(path: os.PathLike | str) -> None:
-    """Flush a directory entry to disk (best effort: some filesystems refuse directory fsync)."""
+def fsync_path(path: os.PathLike | str) -> None:
+    """Flush a file or a directory entry to disk (best effort: some filesystems refuse it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -32,17 +32,8 @@ def fsync_tree(root: os.PathLike | str) -> None:
     a power loss."""
     for dirpath, _, files in os.walk(root):
         for name in files:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        fsync_dir(Path(dirpath))
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath)
 
 
 class atomic_folder:
@@ -78,7 +69,7 @@ class atomic_folder:
             shutil.rmtree(old, ignore_errors=True)
             os.replace(self.path, old)
         os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        fsync_path(self.path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 

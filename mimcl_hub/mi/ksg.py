@@ -196,12 +196,11 @@ def _check_trajectories(shape, k: int) -> None:
 
 
 def _pairwise_mi_numba(traj: ArrayLike, k: int) -> ArrayLike:
-    """The CPU path of ``pairwise_mi``: numpy in and out, no tensor round trips."""
+    """The CPU path of ``pairwise_mi``: validated once, numpy in and out, no tensor round trips."""
     if isinstance(traj, torch.Tensor):
-        t = _as_tensor(traj.detach(), "traj")
+        t = _as_tensor(traj.detach(), "traj")  # checks type, dtype and finiteness
         _check_trajectories(t.shape, k)
-        out = _pairwise_mi_numba(t.cpu().numpy(), k)
-        return torch.from_numpy(out).to(device=traj.device, dtype=t.dtype)
+        return torch.from_numpy(_ksg_numba(t.cpu().numpy(), k)).to(device=traj.device, dtype=t.dtype)
     if not isinstance(traj, np.ndarray):
         raise TypeError(f"traj must be a numpy array or a torch tensor, got {type(traj).__name__}")
     if traj.dtype.kind not in "fiu":
@@ -210,10 +209,10 @@ def _pairwise_mi_numba(traj: ArrayLike, k: int) -> ArrayLike:
     _check_trajectories(a.shape, k)
     if not np.isfinite(a).all():
         raise ValueError("traj contains NaN or inf values")
-    psi = special_digamma_table(a.shape[1])
+    return _ksg_numba(a, k)
+
+
+def _ksg_numba(a: np.ndarray, k: int) -> np.ndarray:
+    """All-pairs KSG of validated (P, N, d) float trajectories with the compiled kernel."""
+    psi = _digamma_table(a.shape[1], torch.float64, torch.device("cpu")).numpy()
     return pairwise_ksg_cpu(a, int(k), psi).astype(a.dtype, copy=False)
-
-
-def special_digamma_table(n: int) -> np.ndarray:
-    """ψ(m) for m = 0..n as float64 numpy (ψ(0) = NaN)."""
-    return _digamma_table(n, torch.float64, torch.device("cpu")).numpy()

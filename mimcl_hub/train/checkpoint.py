@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from .._atomic import fsync_dir, fsync_tree
+from .._atomic import fsync_path, fsync_tree
 
 __all__ = [
     "CHECKPOINT_MARKER", "CheckpointError", "OutputDirLockedError", "TrainingState", "checkpoints_dir",
@@ -206,7 +206,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        fsync_dir(root)
+        fsync_path(root)
         rotate_checkpoints(output_dir, total_limit)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
