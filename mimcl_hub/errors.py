@@ -1,8 +1,46 @@
 """Exceptions raised by mimcl_hub. All are ``ValueError`` subclasses so callers can catch them broadly."""
 
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["ClipError", "CLIP_ERROR_REASONS", "MAX_FRAME_PIXELS"]
+
+#: Largest frame (H x W pixels) a clip may have before it is downscaled: 8192 x 8192 (far above 8K UHD,
+#: 7680 x 4320). Bigger frames are refused with reason ``frames_too_large``
+#: instead of exhausting memory; video files are decoded frame by frame and downscaled with ``max_side``.
+MAX_FRAME_PIXELS = 8192 * 8192
+
+#: Short reason codes of :class:`ClipError` (``error.reason``), counted by ``mining_report``.
+CLIP_ERROR_REASONS = {
+    "missing_column": "the row has no 'frames', 'video' or 'video_bytes' field",
+    "bad_field": "a row field (start, num_frames, ...) has the wrong type or value",
+    "missing_video": "the video file does not exist or is not a regular file",
+    "corrupt_video": "the video cannot be opened or decoded (not a video, corrupt or truncated)",
+    "window_out_of_range": "the clip window lies beyond the end of the video",
+    "too_few_frames": "zero or one frame, or fewer than KSG needs",
+    "bad_dtype": "frames are not uint8 and cannot be converted losslessly (bool, complex, object, out-of-range values)",
+    "non_finite": "frames contain NaN or infinite values",
+    "bad_shape": "frames are not (T, H, W, 3) (wrong ndim, channel count, or frames of different sizes)",
+    "bad_format": "grey / RGBA / 16-bit frames refused by strict_format",
+    "empty_frames": "frames of zero height or width",
+    "frames_too_small": "frames too small for the patch grid",
+    "frames_too_large": "frames larger than MAX_FRAME_PIXELS (pass max_side to downscale)",
+    "invalid_argument": "a bad argument (max_side, start, ...)",
+    "bad_clip": "any other problem with the clip",
+}
+
 
 class ClipError(ValueError):
     """A clip (frames array, video file or dataset row) cannot be used.
 
-    The message always names the clip (its ``clip_id``, file path or row index) and what was wrong.
+    The message always names the clip (its ``clip_id``, file path or row index) and what was wrong;
+    ``reason`` is a short code from :data:`CLIP_ERROR_REASONS` (``"bad_clip"`` when none was given).
     """
+
+    def __init__(self, message: str = "", reason: Optional[str] = None):
+        super().__init__(message)
+        self.reason = reason if reason in CLIP_ERROR_REASONS else "bad_clip"
+
+    def __reduce__(self):  # keep the reason across processes (Dataset.map with num_proc)
+        return (type(self), (str(self), self.reason))

@@ -5,17 +5,24 @@ It implements the part of the Hugging Face Hub HTTP API that the real ``huggingf
 
 * ``GET  /api/whoami-v2``                                     token check (401 on a bad / missing token)
 * ``POST /api/repos/create``                                  409 when the repo exists
-* ``GET  /api/{type}s/{ns}/{name}[/revision/{rev}]``           repo info with ``sha`` and ``siblings``
-* ``GET  /api/{type}s?author=&search=&full=``                  list repos (minimal)
-* ``POST /api/{type}s/{ns}/{name}/preupload/{rev}``            every file ``uploadMode: regular`` (no LFS)
-* ``POST /api/{type}s/{ns}/{name}/commit/{rev}``               NDJSON header / file (base64) / deletedFile /
-                                                               deletedFolder ops, applied atomically
+* ``GET  /api/{type}s/{ns}/{name}[/revision/{rev}]``           repo info with ``sha`` and ``siblings`` (``?blobs=true``:
+                                                               with size, blobId and lfs {sha256, size})
+* ``GET  /api/{type}s?author=&search=&filter=&full=``          list repos (``filter``: card tags / library)
+* ``POST /api/{type}s/{ns}/{name}/preupload/{rev}``            ``uploadMode: regular``, or ``lfs`` for names ending
+                                                               in one of ``lfs_suffixes`` (opt-in)
+* ``POST /{ns}/{name}.git/info/lfs/objects/batch``             LFS batch API (basic transfer): upload + verify
+* ``PUT  /lfs-upload/{sha256}``, ``POST /lfs-verify``            LFS object upload (sha256 checked) and verify
+* ``POST /api/{type}s/{ns}/{name}/commit/{rev}``               NDJSON header / file (base64) / lfsFile /
+                                                               deletedFile / deletedFolder ops, applied atomically;
+                                                               ``parentCommit`` checked (412 when stale)
 * ``POST /api/{type}s/{ns}/{name}/branch/{branch}``            create a branch
 * ``GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]``        tree listing (``recursive``)
 * ``POST /api/{type}s/{ns}/{name}/paths-info/{rev}``           per-path info
 * ``POST /api/validate-yaml``                                  always valid
 * ``GET|HEAD /[{type}s/]{ns}/{name}/resolve/{rev}/{path}``     file download with ETag, X-Repo-Commit,
-                                                               Content-Length; 404 + ``X-Error-Code``
+                                                               Content-Length, a Content-Type by file name and
+                                                               CORS ``*`` (a Space page can fetch a dataset
+                                                               file); 404 + ``X-Error-Code``
                                                                ``RepoNotFound`` / ``RevisionNotFound`` /
                                                                ``EntryNotFound``
 
@@ -24,10 +31,15 @@ contents are stored content-addressed under a temporary folder). Write endpoints
 ``Authorization: Bearer <token>`` with the configured token (401 otherwise; 403 for a namespace the
 token's user does not own). Private repos are only visible with the token.
 
-Fault injection: ``server.fail_next(n, mode="500"|"drop", path_contains=...)`` makes the next ``n``
-matching requests answer 500 or close the connection without an answer (the commit request is read
-completely first, and never applied). Every request is recorded in ``server.requests`` as
-``(method, path)``.
+Fault injection: ``server.fail_next(n, mode=..., path_contains=..., method=...)`` makes the next ``n``
+matching requests fail. Modes: ``"500"`` / ``"503"`` / ``"429"`` (that status, with ``Retry-After: 0`` for
+429) or ``"drop"`` (the connection is closed without an answer) — the request is read completely first and
+never applied; ``"apply_then_500"`` / ``"apply_then_drop"`` — the request IS applied (a commit lands), then
+its answer is lost; ``"corrupt"`` / ``"lose_file"`` (commits only) — the commit is applied and answered
+200, but one uploaded regular file is stored with other content / left out (a storage fault the client can
+only see by reading the revision back). Every request is recorded in ``server.requests`` as
+``(method, path)``; ``server.count(path_contains, method)`` counts them. LFS tree entries carry
+``lfs: {oid: sha256, size, pointerSize}`` as on the Hub.
 
 Usage::
 
@@ -40,6 +52,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import mimetypes
 import os
 import shutil
 import tempfile
@@ -51,10 +64,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["HubServer", "git_blob_sha1"]
+__all__ = ["HubServer", "client_env", "git_blob_sha1"]
 
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+
+
+def client_env(hub: "HubServer", home, token: Optional[str] = None) -> Dict[str, str]:
+    """Environment for a subprocess that talks to ``hub`` through huggingface_hub: this process's variables
+    without HF_* / proxies, HF_ENDPOINT=hub.url, Xet off, online, a fresh HF_HOME, HF_TOKEN when given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
+               HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="30",
+               HF_HUB_DOWNLOAD_TIMEOUT="30", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(k, None)
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return env
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -100,11 +127,15 @@ class HubServer:
     """The server: ``start()`` / ``stop()`` or a context manager; ``url`` is ``http://127.0.0.1:PORT``."""
 
     def __init__(self, token: str = "hf_test_token", user: str = "tester", orgs: Tuple[str, ...] = ("mimcl-org",),
-                 storage: Optional[str] = None):
+                 storage: Optional[str] = None, lfs_suffixes: Tuple[str, ...] = ()):
         self.token, self.user, self.orgs = token, user, tuple(orgs)
+        self.lfs_suffixes = tuple(lfs_suffixes)
+        self.lfs_pointers: Dict[str, Tuple[str, int]] = {}  # pointer blob sha1 -> (sha256, size)
+        self._local = threading.local()
         self._own_storage = storage is None
         self.storage = storage or tempfile.mkdtemp(prefix="hub_server_")
         os.makedirs(os.path.join(self.storage, "blobs"), exist_ok=True)
+        os.makedirs(os.path.join(self.storage, "lfs"), exist_ok=True)
         self.repos: Dict[Tuple[str, str], Repo] = {}
         self.requests: List[Tuple[str, str]] = []
         self.unhandled: List[Tuple[str, str]] = []
@@ -142,13 +173,25 @@ class HubServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # ----------------------------------------------------------------- test helpers
-    def fail_next(self, n: int = 1, mode: str = "500", path_contains: str = "") -> None:
-        """The next ``n`` requests whose path contains ``path_contains`` answer 500 (``mode="500"``) or
-        get their connection closed without an answer (``mode="drop"``)."""
-        if mode not in ("500", "drop"):
-            raise ValueError(f"mode must be '500' or 'drop', got {mode!r}")
+    FAULT_MODES = ("500", "503", "429", "drop", "apply_then_500", "apply_then_drop", "corrupt", "lose_file")
+
+    def fail_next(self, n: int = 1, mode: str = "500", path_contains: str = "", method: Optional[str] = None,
+                  skip: int = 0) -> None:
+        """The next ``n`` requests whose path contains ``path_contains`` (and, if given, with that HTTP
+        ``method``) fail in ``mode`` (see the module docstring), after ``skip`` such requests went through."""
+        if mode not in self.FAULT_MODES:
+            raise ValueError(f"mode must be one of {self.FAULT_MODES}, got {mode!r}")
         with self.lock:
-            self._faults.append([int(n), mode, path_contains])
+            self._faults.append([int(n), mode, path_contains, method, int(skip)])
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    def count(self, path_contains: str, method: Optional[str] = None) -> int:
+        """How many requests (of ``method``) whose path contains ``path_contains`` the server saw."""
+        with self.lock:
+            return sum(1 for m, p in self.requests if path_contains in p and (method is None or m == method))
 
     def reset_log(self) -> None:
         with self.lock:
@@ -166,12 +209,15 @@ class HubServer:
             commit = repo.resolve(revision) if repo else None
             if commit is None:
                 return {}
-            return {p: self._read_blob(oid) for p, oid in commit.files.items()}
+            return {p: self._content(oid) for p, oid in commit.files.items()}
 
-    def _take_fault(self, path: str) -> Optional[str]:
+    def _take_fault(self, path: str, method: Optional[str] = None) -> Optional[str]:
         with self.lock:
             for fault in self._faults:
-                if fault[0] > 0 and fault[2] in path:
+                if fault[0] > 0 and fault[2] in path and (fault[3] is None or fault[3] == method):
+                    if fault[4] > 0:     # let this one through
+                        fault[4] -= 1
+                        continue
                     fault[0] -= 1
                     mode = fault[1]
                     self._faults = [f for f in self._faults if f[0] > 0]
@@ -194,7 +240,54 @@ class HubServer:
             return f.read()
 
     def _blob_size(self, oid: str) -> int:
+        if oid in self.lfs_pointers:
+            return self.lfs_pointers[oid][1]
         return os.path.getsize(os.path.join(self.storage, "blobs", oid))
+
+    # ----------------------------------------------------------------- LFS
+    def _is_lfs(self, path: str) -> bool:
+        return bool(self.lfs_suffixes) and path.endswith(self.lfs_suffixes)
+
+    def _lfs_path(self, sha256: str) -> str:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise _HubError(400, f"invalid LFS oid {sha256!r}")
+        return os.path.join(self.storage, "lfs", sha256)
+
+    def _lfs_pointer(self, sha256: str, size: int) -> str:
+        """Store the git pointer blob of an LFS object; returns its sha1."""
+        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+        oid = self._write_blob(pointer)
+        self.lfs_pointers[oid] = (sha256, size)
+        return oid
+
+    def _content(self, oid: str) -> bytes:
+        """A file's content: the LFS object behind a pointer, else the blob."""
+        if oid in self.lfs_pointers:
+            with open(self._lfs_path(self.lfs_pointers[oid][0]), "rb") as f:
+                return f.read()
+        return self._read_blob(oid)
+
+    def _lfs_batch(self, body: bytes) -> Tuple[int, dict, bytes]:
+        payload = json.loads(body or b"{}")
+        objects = []
+        for obj in payload.get("objects", []):
+            oid, size = str(obj.get("oid")), int(obj.get("size", 0))
+            entry = {"oid": oid, "size": size}
+            if not os.path.exists(self._lfs_path(oid)):
+                entry["actions"] = {"upload": {"href": f"{self.url}/lfs-upload/{oid}"},
+                                    "verify": {"href": f"{self.url}/lfs-verify"}}
+            objects.append(entry)
+        return _json(200, {"transfer": "basic", "objects": objects})
+
+    def _lfs_upload(self, oid: str, body: bytes) -> Tuple[int, dict, bytes]:
+        if hashlib.sha256(body).hexdigest() != oid:
+            raise _HubError(400, "the uploaded content does not match its sha256")
+        path = self._lfs_path(oid)
+        tmp = path + f".tmp{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(body)
+        os.replace(tmp, path)
+        return _json(200, {})
 
     def _new_commit(self, repo: Repo, parent: Optional[str], title: str, files: Dict[str, str]) -> Commit:
         payload = json.dumps([repo.type, repo.repo_id, parent, title, sorted(files.items()), time.time_ns()])
@@ -242,7 +335,7 @@ class HubServer:
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         return f"{self.url}/{prefix}{repo_id}"
 
-    def _info(self, repo: Repo, commit: Commit, full: bool = True) -> dict:
+    def _info(self, repo: Repo, commit: Commit, full: bool = True, blobs: bool = False) -> dict:
         readme = commit.files.get("README.md")
         info = {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
@@ -251,7 +344,7 @@ class HubServer:
             "disabled": False, "downloads": 0, "likes": 0, "tags": [],
         }
         if full:
-            info["siblings"] = [{"rfilename": p} for p in sorted(commit.files)]
+            info["siblings"] = [self._sibling(p, commit.files[p], blobs) for p in sorted(commit.files)]
             if readme is not None:
                 info["cardData"] = _front_matter(self._read_blob(readme))
                 info["tags"] = list(info["cardData"].get("tags") or []) if isinstance(info["cardData"], dict) else []
@@ -259,8 +352,22 @@ class HubServer:
                     info["library_name"] = info["cardData"]["library_name"]
         return info
 
+    def _sibling(self, path: str, oid: str, blobs: bool) -> dict:
+        """A ``siblings`` item; with ``?blobs=true`` (``files_metadata=True``) also size, blobId and LFS info."""
+        if not blobs:
+            return {"rfilename": path}
+        out = {"rfilename": path, "size": self._blob_size(oid), "blobId": oid}
+        if oid in self.lfs_pointers:
+            sha256, size = self.lfs_pointers[oid]
+            out["lfs"] = {"sha256": sha256, "size": size, "pointerSize": len(self._read_blob(oid))}
+        return out
+
     def _entry(self, path: str, oid: str) -> dict:
-        return {"type": "file", "path": path, "size": self._blob_size(oid), "oid": oid}
+        entry = {"type": "file", "path": path, "size": self._blob_size(oid), "oid": oid}
+        if oid in self.lfs_pointers:
+            sha256, size = self.lfs_pointers[oid]
+            entry["lfs"] = {"oid": sha256, "size": size, "pointerSize": len(self._read_blob(oid))}
+        return entry
 
     def handle(self, method: str, raw_path: str, headers, body: bytes) -> Tuple[int, dict, bytes]:
         url = urlsplit(raw_path)
@@ -268,6 +375,16 @@ class HubServer:
         parts = [unquote(p) for p in url.path.split("/") if p]
         if parts[:1] == ["api"]:
             return self._api(method, parts[1:], query, headers, body)
+        if parts[-4:] == ["info", "lfs", "objects", "batch"] and method == "POST":
+            self._require_user(headers)
+            return self._lfs_batch(body)
+        if len(parts) == 2 and parts[0] == "lfs-upload" and method == "PUT":
+            return self._lfs_upload(parts[1], body)
+        if parts == ["lfs-verify"] and method == "POST":
+            oid = json.loads(body or b"{}").get("oid", "")
+            if not os.path.exists(self._lfs_path(oid)):
+                raise _HubError(404, f"LFS object {oid} was not uploaded")
+            return _json(200, {})
         return self._resolve(method, parts, headers)
 
     def _api(self, method, parts, query, headers, body):
@@ -309,10 +426,11 @@ class HubServer:
         with self.lock:
             repo = self._get_repo(headers, repo_type, repo_id)
             if not rest and method == "GET":
-                return _json(200, self._info(repo, self._get_commit(repo, "main")))
+                return _json(200, self._info(repo, self._get_commit(repo, "main"), blobs=_flag(query, "blobs")))
             action = rest[0]
             if action == "revision" and len(rest) >= 2 and method == "GET":
-                return _json(200, self._info(repo, self._get_commit(repo, "/".join(rest[1:]))))
+                return _json(200, self._info(repo, self._get_commit(repo, "/".join(rest[1:])),
+                                             blobs=_flag(query, "blobs")))
             if action == "tree" and len(rest) >= 2 and method == "GET":
                 commit = self._get_commit(repo, rest[1])
                 return _json(200, self._tree(commit, "/".join(rest[2:]), _flag(query, "recursive")))
@@ -332,9 +450,15 @@ class HubServer:
                 self._require_write(headers, repo_id)
                 commit = self._get_commit(repo, rest[1]) if rest[1] in repo.branches else None
                 files = json.loads(body or b"{}").get("files", [])
-                return _json(200, {"files": [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                     "oid": commit.files.get(f["path"]) if commit else None} for f in files]})
+                out = []
+                for f in files:
+                    lfs = self._is_lfs(f["path"]) and int(f.get("size") or 0) > 0
+                    oid = commit.files.get(f["path"]) if commit else None
+                    if lfs and oid is not None:   # the Hub answers an LFS file's sha256 as its oid
+                        oid = self.lfs_pointers.get(oid, (None,))[0]
+                    out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
+                                "oid": oid})
+                return _json(200, {"files": out})
             if action == "commit" and len(rest) >= 2 and method == "POST":
                 self._require_write(headers, repo_id)
                 return self._commit(repo, "/".join(rest[1:]), body)
@@ -351,6 +475,7 @@ class HubServer:
     def _list(self, repo_type, query, headers):
         author = (query.get("author") or [None])[0]
         search = (query.get("search") or [""])[0].lower()
+        wanted_tags = set(query.get("filter") or [])
         full = _flag(query, "full") or "cardData" in query
         limit = int((query.get("limit") or ["1000"])[0])
         out = []
@@ -362,7 +487,10 @@ class HubServer:
                     continue
                 if search and search not in repo_id.lower():
                     continue
-                out.append(self._info(repo, repo.commits[repo.branches["main"]], full=full))
+                info = self._info(repo, repo.commits[repo.branches["main"]], full=True)
+                if not wanted_tags <= set(info["tags"]) | {info.get("library_name")}:
+                    continue
+                out.append(info if full else self._info(repo, repo.commits[repo.branches["main"]], full=False))
         return _json(200, out[:limit])
 
     def _tree(self, commit: Commit, prefix: str, recursive: bool) -> list:
@@ -396,6 +524,7 @@ class HubServer:
         if header.get("parentCommit") and header["parentCommit"] != head.oid:
             raise _HubError(412, "A commit has happened since. Please refresh and try again.")
         files = dict(head.files)
+        added = []
         for op in lines[1:]:
             key, value = op.get("key"), op.get("value") or {}
             path = str(value.get("path", "")).lstrip("/")
@@ -405,6 +534,12 @@ class HubServer:
                 if value.get("encoding") != "base64":
                     raise _HubError(400, f"unsupported encoding {value.get('encoding')!r}")
                 files[path] = self._write_blob(base64.b64decode(value["content"]))
+                added.append(path)
+            elif key == "lfsFile":
+                sha256 = str(value.get("oid", ""))
+                if value.get("algo", "sha256") != "sha256" or not os.path.exists(self._lfs_path(sha256)):
+                    raise _HubError(422, f"LFS object {sha256} for {path} was not uploaded")
+                files[path] = self._lfs_pointer(sha256, os.path.getsize(self._lfs_path(sha256)))
             elif key == "deletedFile":
                 if path not in files:
                     raise _HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
@@ -412,7 +547,14 @@ class HubServer:
             elif key == "deletedFolder":
                 files = {p: o for p, o in files.items() if not p.startswith(path.rstrip("/") + "/")}
             else:
-                raise _HubError(400, f"unsupported commit operation {key!r} (this test Hub has no LFS)")
+                raise _HubError(400, f"unsupported commit operation {key!r}")
+        tamper = getattr(self._local, "tamper", None)
+        if tamper and added:             # injected storage fault: the client is told the commit succeeded
+            victim = sorted(added)[0]
+            if tamper == "corrupt":
+                files[victim] = self._write_blob(self._read_blob(files[victim]) + b"\n<corrupted>")
+            elif tamper == "lose_file":
+                del files[victim]
         commit = self._new_commit(repo, head.oid, header.get("summary") or "", files)
         repo.branches[revision] = commit.oid
         prefix = "" if repo.type == "model" else f"{repo.type}s/"
@@ -432,9 +574,12 @@ class HubServer:
             oid = commit.files.get(path)
             if oid is None:
                 raise _HubError(404, "Entry not found", "EntryNotFound")
-            data = self._read_blob(oid)
-        return 200, {"ETag": f'"{oid}"', "X-Repo-Commit": commit.oid, "Content-Type": "application/octet-stream",
-                     "Accept-Ranges": "bytes", "Last-Modified": formatdate(usegmt=True)}, data
+            data = self._content(oid)
+            etag = self.lfs_pointers[oid][0] if oid in self.lfs_pointers else oid  # LFS: the sha256, as on the Hub
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        return 200, {"ETag": f'"{etag}"', "X-Repo-Commit": commit.oid, "Content-Type": content_type,
+                     "Access-Control-Allow-Origin": "*", "Accept-Ranges": "bytes",
+                     "Last-Modified": formatdate(usegmt=True)}, data
 
 
 def _flag(query, name: str) -> bool:
@@ -473,17 +618,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         with self.hub.lock:
             self.hub.requests.append((method, self.path))
-        fault = self.hub._take_fault(self.path)
+        fault = self.hub._take_fault(self.path, method)
         if fault == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
+            self._drop()
             return
-        if fault == "500":
-            status, headers, data = _json(500, {"error": "injected server error"})
+        if fault in ("500", "503", "429"):
+            status, headers, data = _json(int(fault), {"error": f"injected HTTP {fault}"})
+            if fault == "429":
+                headers["Retry-After"] = "0"
         else:
+            self.hub._local.tamper = fault if fault in ("corrupt", "lose_file") else None
             try:
                 status, headers, data = self.hub.handle(method, self.path, self.headers, body)
             except _HubError as e:
@@ -498,6 +642,13 @@ class _Handler(BaseHTTPRequestHandler):
                 status, headers, data = _json(500, {"error": f"{type(e).__name__}: {e}"})
                 with self.hub.lock:
                     self.hub.unhandled.append((method, self.path))
+            finally:
+                self.hub._local.tamper = None
+            if fault == "apply_then_drop":       # applied, but the answer never arrives
+                self._drop()
+                return
+            if fault == "apply_then_500":
+                status, headers, data = _json(500, {"error": "injected HTTP 500 after the request was applied"})
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -505,6 +656,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if method != "HEAD":
             self.wfile.write(data)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
 
     def do_GET(self):
         self._serve("GET")

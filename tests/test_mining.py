@@ -56,6 +56,28 @@ def test_num_proc_gives_the_same_result(scenes):
     assert one["twin"] == two["twin"] and one["twin_boxes"] == two["twin_boxes"]
 
 
+def test_lazy_windows_num_threads_and_forked_workers_give_the_same_twins(bundled_paths):
+    import torch
+
+    from mimcl_hub.data.sources import load_clip_frames
+
+    clips = bundled_clips(window=24, names=["carphone_pristine.mp4"]).select(range(4))
+    threads = torch.get_num_threads()
+    # an in-process map leaves this process' decoder open: the forked workers below must neither use nor free it
+    one = clips.map(mine_twin_patches, batched=True, batch_size=2, with_indices=True,
+                    fn_kwargs={"max_side": 96, "grid": 4})
+    two = mine_dataset(clips, num_proc=2, max_side=96, grid=4)
+    three = mine_dataset(clips, max_side=96, grid=4, num_threads=1)
+    assert torch.get_num_threads() == threads  # lowered for the map, restored after
+    assert one["twin"] == two["twin"] == three["twin"]
+    for other in (two, three):  # NaN where a patch is lost: compared as arrays
+        np.testing.assert_array_equal(np.asarray(one["twin_tracks"], np.float32), np.asarray(other["twin_tracks"], np.float32))
+    for i in (0, 3):  # windows decoded in one pass = load_clip_frames of each row
+        direct = find_twins(load_clip_frames(clips[i], max_side=96), grid=4)
+        assert two[i]["twin"] == direct.twin.tolist()
+        np.testing.assert_array_equal(np.asarray(two[i]["twin_tracks"], np.float32), direct.tracks)
+
+
 def test_mining_real_bundled_clips_with_map_and_fn_kwargs():
     clips = bundled_clips(window=24).filter(lambda r: r["clip_id"].startswith(("bikes.mp4@137", "carphone")))
     clips = clips.select(range(3))

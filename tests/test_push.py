@@ -21,7 +21,7 @@ from mimcl_hub.models import create_backbone
 from mimcl_hub.objectives import build_infoaug
 
 sys.path.insert(0, os.path.dirname(__file__))
-from hub_server import HubServer  # noqa: E402
+from hub_server import HubServer, client_env  # noqa: E402
 
 TOKEN = "hf_testtokenABCDwxyz"
 CARD = dict(objective="byol", mi_objective="simclr", mi_weight=0.5, twin_mode="mi", license="apache-2.0",
@@ -51,20 +51,12 @@ def encoder_folder(tmp_path_factory):
 
 
 def _env(hub, home, token=TOKEN):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_HOME=str(home),
-               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_ETAG_TIMEOUT="30", HF_HUB_DOWNLOAD_TIMEOUT="30",
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-    for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        env.pop(k, None)
-    if token is not None:
-        env["HF_TOKEN"] = token
-    return env
+    return client_env(hub, home, token)
 
 
-def _mimcl(hub, home, *args, token=TOKEN):
-    return subprocess.run([sys.executable, "-m", "mimcl_hub.cli", *map(str, args)], env=_env(hub, home, token),
-                          capture_output=True, text=True, timeout=120)
+def _mimcl(hub, home, *args, token=TOKEN, **extra_env):
+    return subprocess.run([sys.executable, "-m", "mimcl_hub.cli", *map(str, args)],
+                          env={**_env(hub, home, token), **extra_env}, capture_output=True, text=True, timeout=120)
 
 
 def _sha(data: bytes) -> str:
@@ -179,11 +171,14 @@ def test_bad_input_fails_before_any_request(hub, encoder_folder, tmp_path, case,
 
 @pytest.mark.parametrize("mode", ["drop", "500"])
 def test_interrupted_commit_leaves_no_partial_commit(hub, encoder_folder, tmp_path, mode):
+    """Without retries (MIMCL_PUSH_MAX_RETRIES=0) an interrupted commit fails clearly and leaves nothing;
+    tests/test_reliability.py covers the retries themselves."""
     repo_id = f"tester/interrupted-{mode}"
     hub.fail_next(1, mode=mode, path_contains=f"/{repo_id}/commit/")
-    result = _mimcl(hub, tmp_path, "push", encoder_folder, "--repo-id", repo_id)
+    result = _mimcl(hub, tmp_path, "push", encoder_folder, "--repo-id", repo_id, MIMCL_PUSH_MAX_RETRIES="0")
     assert result.returncode == 2, result.stdout
     assert repo_id in result.stderr and "failed" in result.stderr and "Traceback" not in result.stderr
+    assert "after 1 attempt of create the commit (max_retries=0)" in result.stderr
     repo = hub.repo(repo_id)
     assert repo is not None and len(repo.commits) == 1                     # only the Hub's initial commit
     assert set(hub.files(repo_id)) == {".gitattributes"}

@@ -2,8 +2,10 @@
 
 ``mine_twin_patches`` is a *batched* ``Dataset.map`` function: it reads each row's clip (a lazy
 video window or a ``frames`` column, see ``load_clip_frames``), runs ``mimcl_hub.mi.find_twins``
-and adds the twin columns. A bad row never crashes the map: it gets empty twin columns and its
-reason in ``mine_error`` (``strict=True`` raises instead, naming the row).
+and adds the twin columns. A bad row never crashes the map: it gets empty twin columns, its message in
+``mine_error`` and a reason code in ``mine_reason`` (``mimcl_hub.errors.CLIP_ERROR_REASONS``, e.g.
+``too_few_frames``, ``corrupt_video``, ``non_finite``; ``unexpected_error`` for anything that is not a
+``ClipError``); ``mining_report`` counts them by reason. ``strict=True`` raises instead, naming the row.
 
     ds = bundled_clips(window=24)
     mined = ds.map(mine_twin_patches, batched=True, batch_size=4, num_proc=2,
@@ -14,19 +16,25 @@ reason in ``mine_error`` (``strict=True`` raises instead, naming the row).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Mapping, Optional
+import os
+import threading
+from typing import Any, Iterator, Mapping, Optional
 
 import datasets
 import numpy as np
 
+from .._safety import check_number
 from ..errors import ClipError
 from ..mi.twins import STATUS_NAMES, TwinOptions, find_twins
 from .sources import load_clip_frames
+from .video import _open_container, _to_rgb, resize_max_side
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TWIN_FEATURES", "mined_features", "mine_twin_patches", "mine_dataset", "mining_report", "row_result"]
+__all__ = ["TWIN_FEATURES", "error_reason", "mined_features", "mine_twin_patches", "mine_dataset", "mining_report",
+           "row_result", "with_lossless_frames"]
 
 #: Columns added by ``mine_twin_patches``. Per clip, P = grid² patches and T frames; boxes and
 #: tracks are in pixels of the mined frames (``twin_frame_size`` = (H, W), after ``max_side``).
@@ -41,6 +49,7 @@ TWIN_FEATURES = datasets.Features(
         "twin_frame_size": datasets.Sequence(datasets.Value("int32"), length=2),  # (H, W)
         "twin_threshold": datasets.Value("float32"),
         "mine_error": datasets.Value("string"),  # "" when the row was mined
+        "mine_reason": datasets.Value("string"),  # "" when mined, else a code of mimcl_hub.errors.CLIP_ERROR_REASONS
     }
 )
 
@@ -55,11 +64,20 @@ def mined_features(features: datasets.Features) -> datasets.Features:
     return out
 
 
-def _empty_row(error: str) -> dict[str, Any]:
+def _empty_row(error: str, reason: str) -> dict[str, Any]:
     return {
         "twin_boxes": [], "twin": [], "twin_mi": [], "twin_valid": [], "twin_status": [], "twin_tracks": [],
-        "twin_frame_size": [0, 0], "twin_threshold": float("nan"), "mine_error": error,
+        "twin_frame_size": [0, 0], "twin_threshold": float("nan"), "mine_error": error, "mine_reason": reason,
     }
+
+
+def error_reason(error: BaseException) -> str:
+    """The reason code of a failed row: ``error.reason`` for a :class:`ClipError` (see
+    ``mimcl_hub.errors.CLIP_ERROR_REASONS``), ``"unexpected_error"`` for anything else (a bug or a
+    resource problem such as ``MemoryError``, reported with its type in ``mine_error``)."""
+    if isinstance(error, ClipError):
+        return error.reason or "bad_clip"
+    return "unexpected_error"
 
 
 def row_result(result) -> dict[str, Any]:
@@ -74,11 +92,169 @@ def row_result(result) -> dict[str, Any]:
         "twin_frame_size": [int(result.frame_size[0]), int(result.frame_size[1])],
         "twin_threshold": float(result.threshold),
         "mine_error": "",
+        "mine_reason": "",
     }
 
 
 def _row(batch: Mapping[str, list], i: int) -> dict[str, Any]:
     return {name: values[i] for name, values in batch.items()}
+
+
+class _WindowReader:
+    """Decodes the lazy video windows one thread of one process mines, each frame once.
+
+    Consecutive rows of a clip dataset are windows of one video in increasing ``start`` order (the
+    layout of ``video_clips`` / ``bundled_clips`` / ``hf_video_clips``, which ``Dataset.map`` keeps in
+    each contiguous shard). ``decode_video`` decodes every window from the video's first frame, so a
+    video of F frames cut into W windows cost ~W·F/2 decoded frames; here the decoder stays open
+    between rows and batches and only moves forward: ~F. An earlier start, another file (or the same
+    path changed on disk), another ``max_side`` or another process (a forked copy) reopens the video.
+    The frames are those of ``load_clip_frames`` (the same decoder, skipped frames not converted,
+    the same RGB conversion and resize). Only well-formed path rows come here; every other row, and
+    any row this path cannot finish (too few frames, a decoding error), goes to ``load_clip_frames``,
+    which checks it and names it in its error. Memory: one open decoder, never the whole video.
+
+    ``threads``: FFmpeg threads for decoding and for the RGB conversion (None: FFmpeg's choice, one
+    per core, as ``decode_video``). Map workers pass their share of the cores: frame threading and
+    swscale slice threads on cores the other workers keep busy made decoding plus conversion 3-10x
+    slower per frame (bundled clips, 2-core machine, another process running; within 20% of each
+    other on an idle machine). The converted pixels are the same whatever the thread count.
+
+    Fork safety: a process forked while this one had a decoder open (a ``Dataset.map`` worker)
+    never touches the copy: freeing FFmpeg's threaded contexts copied by ``fork()`` hangs in
+    ``pthread_cond_destroy`` (observed), so the copy is kept unreferenced-but-alive in
+    ``_INHERITED`` and the worker opens its own decoder.
+    """
+
+    def __init__(self) -> None:
+        self._key: Optional[tuple] = None
+        self._frames: Optional[Iterator] = None
+        self._next = 0
+
+    def close(self) -> None:
+        frames, key = self._frames, self._key
+        self._frames, self._key, self._next = None, None, 0
+        if frames is not None:
+            if key is not None and key[0] != os.getpid():
+                _INHERITED.append(frames)  # another process' decoder, copied by fork(): never freed here
+            else:
+                frames.close()
+
+    @staticmethod
+    def usable(row: Mapping[str, Any], max_side: Optional[int]) -> bool:
+        path, start, count = row.get("video"), row.get("start", 0), row.get("num_frames")
+        return (row.get("frames") is None and row.get("video_bytes") is None and isinstance(path, str)
+                and type(start) is int and start >= 0 and type(count) is int and count >= 2
+                and (max_side is None or (type(max_side) is int and max_side >= 2)) and os.path.isfile(path))
+
+    def read(self, path: str, start: int, count: int, max_side: Optional[int],
+             threads: Optional[int] = None) -> Optional[np.ndarray]:
+        """Frames ``[start, start + count)`` as (count, H, W, 3) uint8, or None (use ``load_clip_frames``)."""
+        try:
+            stat = os.stat(path)
+        except OSError:  # gone since usable(): load_clip_frames names it
+            return None
+        key = (os.getpid(), path, stat.st_ino, stat.st_size, stat.st_mtime_ns, max_side)
+        if key != self._key or start < self._next:
+            self.close()
+            self._key, self._next = key, 0
+            self._frames = _decode(path, threads)
+        try:
+            while self._next < start:
+                next(self._frames)
+                self._next += 1
+            out = []
+            while len(out) < count:
+                frame = next(self._frames)
+                out.append(_to_rgb(frame, max_side) if threads is None
+                           else resize_max_side(frame.to_ndarray(format="rgb24", threads=threads), max_side))
+                self._next += 1
+        except Exception:  # too few frames, corrupt data ...: load_clip_frames reports it, naming the clip
+            self.close()
+            return None
+        return np.stack(out)
+
+
+def _decode(path: str, threads: Optional[int]) -> Iterator:
+    """The raw PyAV frames of the first video stream of ``path`` (``video._iter_av_frames`` with a thread count)."""
+    container = _open_container(path, path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if threads is not None:
+            stream.thread_count = threads
+        yield from container.decode(stream)
+    finally:
+        container.close()
+
+
+_readers = threading.local()
+#: Decoders a forked process inherited from its parent (see ``_WindowReader``): kept alive, never freed.
+_INHERITED: list = []
+
+
+def _load_frames(row: Mapping[str, Any], max_side: Optional[int], strict_format: bool,
+                 threads: Optional[int] = None) -> np.ndarray:
+    """``load_clip_frames(row, max_side, strict_format)``, decoding consecutive windows of a video once."""
+    if _WindowReader.usable(row, max_side):
+        reader = getattr(_readers, "reader", None)
+        if reader is None:
+            reader = _readers.reader = _WindowReader()
+        frames = reader.read(row["video"], row.get("start", 0), row["num_frames"], max_side, threads)
+        if frames is not None:
+            return frames
+    return load_clip_frames(row, max_side=max_side, strict_format=strict_format)
+
+
+def _close_reader() -> None:
+    reader = getattr(_readers, "reader", None)
+    if reader is not None:
+        reader.close()
+
+
+#: The process that imported this module. A ``Dataset.map`` worker forked from it has another pid.
+_IMPORT_PID = os.getpid()
+
+
+def _thread_knobs() -> list:
+    """(name, get, set) for the intra-op thread counts of numba, torch and OpenCV."""
+    import cv2
+    import torch
+
+    knobs = [("torch", torch.get_num_threads, torch.set_num_threads), ("cv2", cv2.getNumThreads, cv2.setNumThreads)]
+    try:
+        import numba
+
+        knobs.append(("numba", numba.get_num_threads, numba.set_num_threads))
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    return knobs
+
+
+@contextlib.contextmanager
+def _intra_op_threads(num_threads: Optional[int]):
+    """numba, torch and OpenCV use at most ``num_threads`` threads inside the block (None: unchanged).
+
+    Counts are only ever lowered, and restored on exit only in the process that imported this module
+    (or one started fresh, e.g. by ``spawn``): a process *forked* from it keeps the lower count, because
+    raising a thread count again after a fork hangs there (OpenCV's pool in ``pthread_cond_destroy``,
+    OpenMP on its next parallel region; both observed with ``Dataset.map(num_proc=2)`` workers).
+    ``mine_dataset`` lowers the counts in the parent before the workers fork, so they start lowered."""
+    if num_threads is None:
+        yield
+        return
+    lowered = []
+    for _, get, set_ in _thread_knobs():
+        current = get()
+        if current > num_threads:
+            set_(num_threads)
+            lowered.append((set_, current))
+    try:
+        yield
+    finally:
+        if os.getpid() == _IMPORT_PID:
+            for set_, value in reversed(lowered):
+                set_(value)
 
 
 def mine_twin_patches(
@@ -89,6 +265,7 @@ def mine_twin_patches(
     strict_format: bool = False,
     strict: bool = False,
     depth_fn=None,
+    num_threads: Optional[int] = None,
     **twin_options,
 ) -> dict[str, list]:
     """Batched ``Dataset.map`` function adding twin-patch columns (``TWIN_FEATURES``) to a clip dataset.
@@ -101,12 +278,27 @@ def mine_twin_patches(
             instead of being converted).
         strict: raise on the first bad row (a ``ClipError`` naming it) instead of marking it.
         depth_fn: optional per-frame depth model for ``find_twins``.
+        num_threads: at most this many numba / torch / OpenCV / video-decoder threads while mining
+            this batch (None: as they are). Pass cores // num_proc with ``num_proc`` > 1
+            (``mine_dataset`` does), or N processes each run one thread per core and oversubscribe
+            the machine. In a forked map worker the lowered counts stay lowered (see
+            ``_intra_op_threads``).
         **twin_options: ``TwinOptions`` fields (grid, k, mi_threshold, ...).
+
+    Consecutive lazy windows of one video are decoded in one pass (the decoder stays open between
+    rows and batches of a process; see ``_WindowReader``), so mine clip datasets in their natural
+    order: shuffled windows decode the video again from its start for every backward jump.
 
     Returns:
         The twin columns for the batch (``map`` keeps the input columns).
     """
     TwinOptions.from_kwargs(**twin_options)
+    check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
+    with _intra_op_threads(num_threads):
+        return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options)
+
+
+def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options) -> dict[str, list]:
     n = len(next(iter(batch.values()))) if batch else 0
     out: dict[str, list] = {name: [] for name in TWIN_FEATURES}
     for i in range(n):
@@ -114,16 +306,18 @@ def mine_twin_patches(
         index = indices[i] if indices is not None else i
         name = row.get("clip_id") or f"row {index}"
         try:
-            frames = load_clip_frames(row, max_side=max_side, strict_format=strict_format)
+            frames = _load_frames(row, max_side, strict_format, num_threads)
             values = row_result(find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options))
         except Exception as error:  # a bad row is reported, never the end of the whole map
+            reason = error_reason(error)
             if strict:
                 if isinstance(error, ClipError):
-                    raise ClipError(f"row {index}: {error}") from error
-                raise ClipError(f"row {index} ({name}): {type(error).__name__}: {error}") from error
-            reason = f"{type(error).__name__}: {error}"
-            logger.warning("twin mining skipped row %s: %s", index, reason)
-            values = _empty_row(reason)
+                    raise ClipError(f"row {index}: {error} [{reason}]", reason=reason) from error
+                raise ClipError(f"row {index} ({name}): {type(error).__name__}: {error} [{reason}]",
+                                reason="bad_clip") from error
+            message = f"{type(error).__name__}: {error}"
+            logger.warning("twin mining skipped row %s (%s): %s", index, reason, message)
+            values = _empty_row(message, reason)
         for key, value in values.items():
             out[key].append(value)
     return out
@@ -137,44 +331,123 @@ def mine_dataset(
     strict: bool = False,
     strict_format: bool = False,
     desc: str = "mining twin patches",
+    num_threads: Optional[int] = None,
     **twin_options,
 ) -> datasets.Dataset:
     """Run ``mine_twin_patches`` over a clip dataset with ``Dataset.map`` (cached by fingerprint).
+
+    ``num_threads``: numba / torch / OpenCV / video-decoder threads per process (see
+    ``mine_twin_patches``). Default: with ``num_proc`` > 1, ``cores // num_proc`` (at least 1), so the
+    workers share the cores instead of oversubscribing them; with ``num_proc`` None or 1 the thread
+    settings are left as they are (all cores for the MI kernel).
+    The map streams: each batch is decoded inside the worker and written to the Arrow cache file,
+    so memory does not grow with the number of clips (``bench/mine_throughput.py`` measures it).
 
     Raises ``ClipError`` for an empty dataset. Returns the dataset with ``TWIN_FEATURES`` added.
     """
     if not isinstance(dataset, datasets.Dataset):
         raise TypeError(f"mine_dataset expects a datasets.Dataset, got {type(dataset).__name__}")
     if len(dataset) == 0:
-        raise ClipError("the clip dataset is empty: nothing to mine")
+        raise ClipError("the clip dataset is empty: nothing to mine", reason="too_few_frames")
+    check_number("batch_size", batch_size, 1, None, integer=True)
+    check_number("num_proc", num_proc, 1, None, integer=True, allow_none=True)
+    check_number("max_side", max_side, 2, None, integer=True, allow_none=True)
+    check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
     TwinOptions.from_kwargs(**twin_options)
-    if "frames" in dataset.column_names:
-        # numpy batches: frames arrive as arrays, not nested Python lists
-        dataset = dataset.with_format("numpy", columns=["frames"], dtype=np.uint8, output_all_columns=True)
-    mined = dataset.map(
-        mine_twin_patches,
-        batched=True,
-        batch_size=batch_size,
-        with_indices=True,
-        num_proc=num_proc,
-        features=mined_features(dataset.features),
-        fn_kwargs=dict(max_side=max_side, strict=strict, strict_format=strict_format, **twin_options),
-        desc=desc,
-    )
+    _check_clip_columns(dataset)
+    dataset = with_lossless_frames(dataset)
+    fn_kwargs = dict(max_side=max_side, strict=strict, strict_format=strict_format, **twin_options)
+    workers = min(num_proc or 1, len(dataset))
+    if num_threads is None and workers > 1:
+        num_threads = max(1, _available_cores() // workers)
+    if num_threads is not None:  # only then: the fingerprint (cache) of a default one-process map stays as it was
+        fn_kwargs["num_threads"] = num_threads
+    try:
+        # workers > 1: lowered here, before the workers fork (see _intra_op_threads), restored after
+        with _intra_op_threads(fn_kwargs.get("num_threads")):
+            mined = dataset.map(
+                mine_twin_patches,
+                batched=True,
+                batch_size=batch_size,
+                with_indices=True,
+                num_proc=num_proc,
+                features=mined_features(dataset.features),
+                fn_kwargs=fn_kwargs,
+                desc=desc,
+            )
+    finally:
+        _close_reader()  # the decoder a one-process map left open in this thread
     return mined.with_format(None)
 
 
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _check_clip_columns(dataset: datasets.Dataset) -> None:
+    """A dataset no row of which can be a clip fails here, naming the columns, instead of once per row."""
+    columns = set(dataset.column_names)
+    if not columns & {"frames", "video", "video_bytes"}:
+        raise ClipError(f"the clip dataset has no 'frames', 'video' or 'video_bytes' column (columns: "
+                        f"{sorted(columns)}); see mimcl_hub.data.load_clip_frames for the accepted rows",
+                        reason="missing_column")
+
+
+def _leaf_dtype(feature) -> Optional[str]:
+    """The numeric dtype stored under a (nested) ``Sequence`` / ``List`` / ``ArrayND`` feature, or None."""
+    while True:
+        if isinstance(feature, datasets.Value):
+            return feature.dtype
+        if hasattr(feature, "shape") and hasattr(feature, "dtype") and isinstance(getattr(feature, "dtype"), str):
+            return feature.dtype  # Array2D..Array5D
+        inner = getattr(feature, "feature", None)
+        if inner is None:
+            return None
+        feature = inner
+
+
+def with_lossless_frames(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` formatted so that its ``frames`` column arrives as numpy arrays of the *stored* dtype.
+
+    ``with_format("numpy", dtype=np.uint8)`` would silently wrap 16-bit frames modulo 256 and turn NaN into
+    0; this keeps uint16 as uint16 and floats as floats, so :func:`mimcl_hub.data.load_clip_frames` converts
+    them (16-bit → 8-bit scaling) or rejects them (NaN, out of range) with a reason. Image columns stay
+    PIL images (their mode is checked per frame)."""
+    if "frames" not in dataset.column_names:
+        return dataset
+    leaf = _leaf_dtype(dataset.features["frames"])
+    if leaf is None:
+        return dataset
+    try:
+        dtype = np.dtype(leaf)
+    except TypeError:
+        return dataset
+    if dtype.kind not in "uifb":
+        return dataset
+    return dataset.with_format("numpy", columns=["frames"], dtype=dtype, output_all_columns=True)
+
+
 def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
-    """Counts over a mined dataset: clips, clips mined / failed (with reasons), patches, valid
-    patches and twins."""
+    """Counts over a mined dataset: clips, clips mined / failed, the failed rows by reason code
+    (``failed_by_reason``, see ``mimcl_hub.errors.CLIP_ERROR_REASONS``; ``unexpected_error`` for anything
+    that was not a ``ClipError``) and their messages by row (``errors``), patches, valid patches and twins."""
     errors = dataset["mine_error"]
     failed = {i: e for i, e in enumerate(errors) if e}
+    reasons = dataset["mine_reason"] if "mine_reason" in dataset.column_names else ["bad_clip"] * len(dataset)
+    by_reason: dict[str, int] = {}
+    for i in failed:
+        key = reasons[i] or "bad_clip"
+        by_reason[key] = by_reason.get(key, 0) + 1
     valid = dataset["twin_valid"]
     twins = dataset["twin"]
     return {
         "clips": len(dataset),
         "mined": len(dataset) - len(failed),
         "failed": len(failed),
+        "failed_by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "errors": failed,
         "patches": int(sum(len(v) for v in valid)),
         "valid_patches": int(sum(int(np.sum(v)) for v in valid)),

@@ -44,7 +44,7 @@ from mimcl_hub.data.video import (
     scan_video,
     shot_windows,
 )
-from mimcl_hub.errors import ClipError
+from mimcl_hub.errors import MAX_FRAME_PIXELS, ClipError
 
 __all__ = [
     "CLIP_FEATURES",
@@ -120,7 +120,7 @@ def bundled_video_paths() -> dict[str, str]:
 
 def _check_on_error(on_error: str) -> None:
     if on_error not in _ON_ERROR:
-        raise ClipError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}")
+        raise ClipError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}", reason="invalid_argument")
 
 
 def _video_windows(
@@ -328,7 +328,7 @@ def hf_video_clips(
         label = f"row {index} of column {video_column!r} ({path or 'bytes'})"
         try:
             if not path and data is None:
-                raise ClipError(f"video {label}: has neither a path nor bytes")
+                raise ClipError(f"video {label}: has neither a path nor bytes", reason="missing_video")
             windows = _video_windows(data if data is not None else path, label, window, stride, cut_factor, scan_max_side)
         except ClipError as exc:
             if on_error == "raise":
@@ -369,7 +369,7 @@ def load_clip_frames(row: Mapping[str, Any], max_side: int | None = None, strict
     problem raises :class:`ClipError` whose message contains the row's ``clip_id``.
     """
     if not isinstance(row, Mapping):
-        raise ClipError(f"load_clip_frames: expected a row dict, got {type(row).__name__}")
+        raise ClipError(f"load_clip_frames: expected a row dict, got {type(row).__name__}", reason="bad_field")
     clip_id = row.get("clip_id") or "<row without clip_id>"
     if row.get("frames") is not None:
         frames = frames_to_uint8_rgb(row["frames"], clip_id, strict_format=strict_format)
@@ -385,7 +385,7 @@ def load_clip_frames(row: Mapping[str, Any], max_side: int | None = None, strict
         name=f"clip {clip_id} ({where})",
     )
     if len(frames) < 2:
-        raise ClipError(f"clip {clip_id}: has {len(frames)} frame; a clip needs at least 2")
+        raise ClipError(f"clip {clip_id}: has {len(frames)} frame; a clip needs at least 2", reason="too_few_frames")
     return frames
 
 
@@ -402,7 +402,8 @@ def _row_video_source(row: Mapping[str, Any], clip_id: str) -> tuple[VideoSource
         return data, f"{len(data)} bytes" + (f" from {video}" if video else "")
     if video:
         return video, str(video)
-    raise ClipError(f"clip {clip_id}: the row has no 'frames', 'video' or 'video_bytes' field (keys: {sorted(row)})")
+    raise ClipError(f"clip {clip_id}: the row has no 'frames', 'video' or 'video_bytes' field (keys: {sorted(row)})",
+                    reason="missing_column")
 
 
 def _row_int(row: Mapping[str, Any], key: str, default, clip_id: str):
@@ -410,7 +411,7 @@ def _row_int(row: Mapping[str, Any], key: str, default, clip_id: str):
     if value is None:
         return default
     if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)):
-        raise ClipError(f"clip {clip_id}: field {key!r} must be an integer, got {value!r}")
+        raise ClipError(f"clip {clip_id}: field {key!r} must be an integer, got {value!r}", reason="bad_field")
     return int(value)
 
 
@@ -419,7 +420,8 @@ def _as_frame_array(item: Any, index: int, clip_id: str, strict_format: bool) ->
     if hasattr(item, "mode") and hasattr(item, "convert"):  # a PIL image
         if item.mode not in ("RGB", "L", "RGBA") and not item.mode.startswith("I;16"):
             if strict_format:
-                raise ClipError(f"clip {clip_id}: frame {index} is a PIL image in mode {item.mode!r}; strict_format needs RGB")
+                raise ClipError(f"clip {clip_id}: frame {index} is a PIL image in mode {item.mode!r}; strict_format needs RGB",
+                                reason="bad_format")
             item = item.convert("RGB")  # palette, CMYK, YCbCr, 1-bit ... -> RGB (PIL's conversion)
     return np.asarray(item)
 
@@ -445,29 +447,47 @@ def frames_to_uint8_rgb(frames: Any, clip_id: str = "<frames>", strict_format: b
     data, wrong ndim or channel count (channels-first input gets a hint), frames of different
     sizes in a list, fewer than 2 frames, empty frames.
     """
+    if isinstance(frames, np.ndarray) and frames.dtype == object and frames.ndim == 1:
+        frames = list(frames)  # a column of per-frame arrays / images (ragged, or PIL images)
     if isinstance(frames, (list, tuple)):
         if len(frames) < 2:
-            raise ClipError(f"clip {clip_id}: has {len(frames)} frame(s); a clip needs at least 2")
+            raise ClipError(f"clip {clip_id}: has {len(frames)} frame(s); a clip needs at least 2",
+                            reason="too_few_frames")
         items = [_as_frame_array(f, i, clip_id, strict_format) for i, f in enumerate(frames)]
+        _check_frame_pixels(items[0].shape, 0, clip_id)
         for i, item in enumerate(items[1:], start=1):
             if item.shape != items[0].shape:
                 raise ClipError(
                     f"clip {clip_id}: frames have different sizes: frame 0 is {items[0].shape}, "
-                    f"frame {i} is {item.shape}"
+                    f"frame {i} is {item.shape}", reason="bad_shape"
                 )
         array = np.stack(items)
     else:
         try:
             array = np.asarray(frames)
         except (ValueError, TypeError) as exc:  # e.g. ragged nested lists
-            raise ClipError(f"clip {clip_id}: frames cannot be read as an array: {exc}") from exc
+            raise ClipError(f"clip {clip_id}: frames cannot be read as an array: {exc}", reason="bad_shape") from exc
+        _check_frame_pixels(array.shape, 1, clip_id)
     array = _to_uint8(array, clip_id, strict_format)
     array = _to_rgb_channels(array, clip_id, strict_format)
     if array.shape[0] < 2:
-        raise ClipError(f"clip {clip_id}: has {array.shape[0]} frame(s); a clip needs at least 2")
+        raise ClipError(f"clip {clip_id}: has {array.shape[0]} frame(s); a clip needs at least 2",
+                        reason="too_few_frames")
     if array.shape[1] == 0 or array.shape[2] == 0:
-        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})")
+        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})", reason="empty_frames")
     return np.ascontiguousarray(array)
+
+
+def _check_frame_pixels(shape: tuple, first_spatial: int, clip_id: str) -> None:
+    """Refuse frames above ``MAX_FRAME_PIXELS`` before anything copies them (shape ``(T, H, W[, C])`` with
+    ``first_spatial=1``, or one frame ``(H, W[, C])`` with ``first_spatial=0``)."""
+    if len(shape) >= first_spatial + 2:
+        h, w = int(shape[first_spatial]), int(shape[first_spatial + 1])
+        if h * w > MAX_FRAME_PIXELS:
+            raise ClipError(
+                f"clip {clip_id}: frames of {h}x{w} pixels are larger than the limit of {MAX_FRAME_PIXELS} pixels "
+                "(mimcl_hub.errors.MAX_FRAME_PIXELS); downscale them first (decode video files with max_side)",
+                reason="frames_too_large")
 
 
 def _to_uint8(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarray:
@@ -475,35 +495,37 @@ def _to_uint8(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarra
         return array
     kind = array.dtype.kind
     if kind not in "uif":
-        raise ClipError(f"clip {clip_id}: frames have unsupported dtype {array.dtype} (expected uint8)")
+        raise ClipError(f"clip {clip_id}: frames have unsupported dtype {array.dtype} (expected uint8)",
+                        reason="bad_dtype")
     if array.size == 0:
-        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})")
+        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})", reason="empty_frames")
     if kind == "f":
         if np.isnan(array).any():
-            raise ClipError(f"clip {clip_id}: frames contain NaN values")
+            raise ClipError(f"clip {clip_id}: frames contain NaN values", reason="non_finite")
         if not np.isfinite(array).all():
-            raise ClipError(f"clip {clip_id}: frames contain infinite values")
+            raise ClipError(f"clip {clip_id}: frames contain infinite values", reason="non_finite")
     if kind == "u" and array.dtype.itemsize == 2:  # 16-bit: always scaled, whatever the values
         if strict_format:
-            raise ClipError(f"clip {clip_id}: frames are 16-bit ({array.dtype}); strict_format needs uint8")
+            raise ClipError(f"clip {clip_id}: frames are 16-bit ({array.dtype}); strict_format needs uint8",
+                            reason="bad_format")
         return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     lo, hi = array.min(), array.max()
     if kind == "f":
         if lo >= 0 and 0 < hi <= 1:
             raise ClipError(
                 f"clip {clip_id}: float frames in [{lo:g}, {hi:g}] are ambiguous (a [0, 1] scale?); "
-                "convert them explicitly, e.g. (frames * 255).round().astype(np.uint8)"
+                "convert them explicitly, e.g. (frames * 255).round().astype(np.uint8)", reason="bad_dtype"
             )
         if lo < 0 or hi > 255 or not np.array_equal(array, np.round(array)):
             raise ClipError(
                 f"clip {clip_id}: float frames (dtype {array.dtype}, range [{lo:g}, {hi:g}]) are not "
-                "integer grey levels in 0..255; convert them to uint8 explicitly"
+                "integer grey levels in 0..255; convert them to uint8 explicitly", reason="bad_dtype"
             )
         return array.astype(np.uint8)
     if lo < 0 or hi > 255:
         raise ClipError(
             f"clip {clip_id}: integer frames (dtype {array.dtype}) range over [{lo}, {hi}], outside 0..255; "
-            "convert them to uint8 explicitly"
+            "convert them to uint8 explicitly", reason="bad_dtype"
         )
     return array.astype(np.uint8)
 
@@ -511,22 +533,25 @@ def _to_uint8(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarra
 def _to_rgb_channels(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarray:
     if array.ndim == 3:
         if strict_format:
-            raise ClipError(f"clip {clip_id}: frames are grey (T, H, W) {array.shape}; strict_format needs (T, H, W, 3)")
+            raise ClipError(f"clip {clip_id}: frames are grey (T, H, W) {array.shape}; strict_format needs (T, H, W, 3)",
+                            reason="bad_format")
         return np.repeat(array[..., None], 3, axis=-1)
     if array.ndim != 4:
         raise ClipError(
             f"clip {clip_id}: frames must have shape (T, H, W, 3) (or (T, H, W) grey / (T, H, W, 4) RGBA), "
-            f"got {array.ndim} dimensions {array.shape}"
+            f"got {array.ndim} dimensions {array.shape}", reason="bad_shape"
         )
     channels = array.shape[-1]
     if channels == 3:
         return array
     if channels in (1, 4) and strict_format:
         kind = "grey" if channels == 1 else "RGBA"
-        raise ClipError(f"clip {clip_id}: frames are {kind} {array.shape}; strict_format needs (T, H, W, 3)")
+        raise ClipError(f"clip {clip_id}: frames are {kind} {array.shape}; strict_format needs (T, H, W, 3)",
+                        reason="bad_format")
     if channels == 1:
         return np.repeat(array, 3, axis=-1)
     if channels == 4:
         return array[..., :3]
     hint = " (channels-first? transpose to (T, H, W, C))" if array.shape[1] in (1, 3, 4) else ""
-    raise ClipError(f"clip {clip_id}: frames have {channels} channels in shape {array.shape}; expected 3{hint}")
+    raise ClipError(f"clip {clip_id}: frames have {channels} channels in shape {array.shape}; expected 3{hint}",
+                    reason="bad_shape")

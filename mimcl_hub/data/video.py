@@ -84,24 +84,26 @@ def _open_container(source: VideoSource, label: str):
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise ClipError(f"video file {label}: not found")
+            raise ClipError(f"video file {label}: not found", reason="missing_video")
         if not path.is_file():
-            raise ClipError(f"video file {label}: not a regular file")
+            raise ClipError(f"video file {label}: not a regular file", reason="missing_video")
         target = str(path)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
-            raise ClipError(f"video {label}: empty bytes")
+            raise ClipError(f"video {label}: empty bytes", reason="corrupt_video")
         target = io.BytesIO(bytes(source))
     elif hasattr(source, "read"):
         target = source
     else:
         raise ClipError(
-            f"video {label}: expected a path, bytes or a binary file object, got {type(source).__name__}"
+            f"video {label}: expected a path, bytes or a binary file object, got {type(source).__name__}",
+            reason="invalid_argument"
         )
     try:
         return av.open(target, mode="r")
     except _DECODE_ERRORS as exc:
-        raise ClipError(f"video {label}: cannot be opened as a video (not a video, corrupt or truncated): {exc}") from exc
+        raise ClipError(f"video {label}: cannot be opened as a video (not a video, corrupt or truncated): {exc}",
+                        reason="corrupt_video") from exc
 
 
 def resize_max_side(frame: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -123,7 +125,8 @@ def resize_max_side(frame: np.ndarray, max_side: int | None) -> np.ndarray:
 
 def _check_max_side(max_side: int | None, label: str) -> None:
     if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 2):
-        raise ClipError(f"video {label}: max_side must be an integer >= 2 or None, got {max_side!r}")
+        raise ClipError(f"video {label}: max_side must be an integer >= 2 or None, got {max_side!r}",
+                        reason="invalid_argument")
 
 
 def _iter_av_frames(source: VideoSource, label: str) -> Iterator["av.VideoFrame"]:
@@ -131,13 +134,14 @@ def _iter_av_frames(source: VideoSource, label: str) -> Iterator["av.VideoFrame"
     container = _open_container(source, label)
     try:
         if not container.streams.video:
-            raise ClipError(f"video {label}: the file has no video stream")
+            raise ClipError(f"video {label}: the file has no video stream", reason="corrupt_video")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             yield from container.decode(stream)
         except _DECODE_ERRORS as exc:
-            raise ClipError(f"video {label}: decoding failed (corrupt or truncated data): {exc}") from exc
+            raise ClipError(f"video {label}: decoding failed (corrupt or truncated data): {exc}",
+                            reason="corrupt_video") from exc
     finally:
         container.close()
 
@@ -186,11 +190,12 @@ def decode_video(
     """
     label = _source_name(source, name)
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-        raise ClipError(f"video {label}: start must be an integer >= 0, got {start!r}")
+        raise ClipError(f"video {label}: start must be an integer >= 0, got {start!r}", reason="bad_field")
     if num_frames is not None and (
         isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1
     ):
-        raise ClipError(f"video {label}: num_frames must be an integer >= 1 or None, got {num_frames!r}")
+        raise ClipError(f"video {label}: num_frames must be an integer >= 1 or None, got {num_frames!r}",
+                        reason="bad_field")
     _check_max_side(max_side, label)
     start = int(start)
     stop = None if num_frames is None else start + int(num_frames)
@@ -209,11 +214,12 @@ def decode_video(
         decoder.close()
 
     if not frames:
-        raise ClipError(f"video {label}: has only {total} frames, cannot start at frame {start}")
+        raise ClipError(f"video {label}: has only {total} frames, cannot start at frame {start}",
+                        reason="window_out_of_range")
     if stop is not None and total < stop:
         raise ClipError(
             f"video {label}: has only {total} frames, requested frames {start}..{stop - 1} "
-            f"({num_frames} frames)"
+            f"({num_frames} frames)", reason="window_out_of_range"
         )
     return np.stack(frames)
 
@@ -351,7 +357,7 @@ def video_info(path: VideoSource, name: str | None = None) -> VideoInfo:
     container = _open_container(path, label)
     try:
         if not container.streams.video:
-            raise ClipError(f"video {label}: the file has no video stream")
+            raise ClipError(f"video {label}: the file has no video stream", reason="corrupt_video")
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
@@ -383,7 +389,7 @@ def scan_video(path: VideoSource, max_side: int = 160, name: str | None = None) 
         previous = frame
         count += 1
     if count == 0:
-        raise ClipError(f"video {label}: contains no decodable frame")
+        raise ClipError(f"video {label}: contains no decodable frame", reason="corrupt_video")
     stated = _stated_frame_count(path, label)
     if stated > count:
         warnings.warn(

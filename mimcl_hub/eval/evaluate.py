@@ -26,17 +26,14 @@ from typing import Any, Iterable
 import torch
 from torch.utils.data import DataLoader
 
+from .._atomic import atomic_write_text
+from .._safety import check_number
+
 __all__ = ["EVAL_RESULTS_NAME", "evaluate_encoder", "update_model_card"]
 
 EVAL_RESULTS_NAME = "eval_results.json"
 _START, _END = "<!-- mimcl-eval:start -->", "<!-- mimcl-eval:end -->"
 _DATASET_NAMES = {"digits": "scikit-learn digits"}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    from ..hub.encoder import _atomic_write_bytes
-
-    _atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def _eval_results(dataset: str, res: dict[str, Any]) -> list:
@@ -116,7 +113,7 @@ def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, An
     else:
         text = text.rstrip("\n") + "\n\n" + table + "\n"
     card.text = text
-    _atomic_write_text(path, str(card.content))
+    atomic_write_text(path, str(card.content))
     return path
 
 
@@ -151,6 +148,14 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     datasets = list(datasets)
     if not datasets:
         raise ValueError("evaluate_encoder: no dataset given")
+    check_number("--knn_k", knn_k, 1, None, integer=True)                # flag names as `mimcl eval` spells them
+    check_number("--knn_t", knn_t, 0, None, low_open=True)
+    check_number("--max_train", max_train, 1, None, integer=True, allow_none=True)
+    check_number("--max_test", max_test, 1, None, integer=True, allow_none=True)
+    check_number("batch_size", batch_size, 1, None, integer=True)
+    check_number("linear_epochs", linear_epochs, 1, None, integer=True)
+    check_number("linear_weight_decay", linear_weight_decay, 0, None)
+    check_number("seed", seed, 0, 2**32 - 1, integer=True)
     encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=revision, token=token, device=device)
     data_cfg = encoder.data_config()
     img_size = int(data_cfg["input_size"][-1])
@@ -196,13 +201,13 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
             except (json.JSONDecodeError, AttributeError):
                 previous = {}
         all_results = {**previous, **results}
-        _atomic_write_text(path, json.dumps({"model": str(model_dir_or_repo), "results": all_results}, indent=2,
+        atomic_write_text(path, json.dumps({"model": str(model_dir_or_repo), "results": all_results}, indent=2,
                                             sort_keys=True) + "\n")
         out["eval_results_path"] = str(path)
         if update_card:
             card_src = target / "README.md"
             if not card_src.is_file() and encoder.folder is not None and (encoder.folder / "README.md").is_file():
-                _atomic_write_text(card_src, (encoder.folder / "README.md").read_text(encoding="utf-8"))
+                atomic_write_text(card_src, (encoder.folder / "README.md").read_text(encoding="utf-8"))
             if card_src.is_file():
                 out["card_path"] = str(update_model_card(target, results, all_results))
     return out

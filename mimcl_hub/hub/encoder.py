@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from .._atomic import atomic_write_bytes
+from .._safety import check_repo_id
 
 __all__ = ["CONFIG_NAME", "MIMCLEncoder", "PICKLE_NAMES", "WEIGHTS_NAME"]
 
@@ -50,6 +52,7 @@ def resolve_folder(path_or_repo_id: str | os.PathLike, revision: str | None = No
         return Path(name)
     if _looks_like_path(name) or name.count("/") != 1:
         raise FileNotFoundError(f"encoder {name!r}: no such folder (and not a Hub repo id of the form ORG/NAME)")
+    check_repo_id(name, what="encoder repo id")
     from huggingface_hub import snapshot_download
 
     patterns = list(_HUB_FILES) + (list(PICKLE_NAMES) + ["*.pth"] if allow_pickle else [])
@@ -71,6 +74,37 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
+#: ``model_args`` keys of an (untrusted) config.json that would make timm read other files or change how it
+#: loads; a saved encoder never has them.
+_REFUSED_MODEL_ARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
+                       "features_only", "out_indices", "scriptable", "exportable", "no_jit", "device", "dtype")
+#: Ranges of the size arguments: values outside them are not a real encoder and would only allocate memory.
+_MODEL_ARG_RANGES = {"img_size": (1, 8192), "patch_size": (1, 1024), "in_chans": (1, 64), "embed_dim": (1, 65536),
+                     "depth": (1, 1024), "num_heads": (1, 1024), "mlp_ratio": (0.0, 64.0), "drop_path_rate": (0.0, 1.0),
+                     "drop_rate": (0.0, 1.0), "num_features": (1, 1 << 20)}
+
+
+def _check_model_args(path: Path, config: Mapping[str, Any]) -> None:
+    """Refuse ``model_args`` that point timm at other files, and size arguments out of range (ValueError)."""
+    from .._safety import check_number
+
+    model_args = config.get("model_args") or {}
+    if not isinstance(model_args, Mapping):
+        raise ValueError(f"{path}: model_args must be a JSON object, got {type(model_args).__name__}")
+    refused = sorted(set(model_args) & set(_REFUSED_MODEL_ARGS))
+    if refused:
+        raise ValueError(f"{path}: model_args {refused} are not accepted from a config file (they would make timm "
+                         "load other files or change how it loads); a saved encoder never has them")
+    for key, (low, high) in _MODEL_ARG_RANGES.items():
+        for where, values in (("model_args", model_args), ("config", config)):
+            if key not in values:
+                continue
+            value = values[key]
+            items = value if isinstance(value, (list, tuple)) and key in ("img_size", "patch_size") else [value]
+            for item in items:
+                check_number(f"{path}: {where}.{key}", item, low, high, integer=isinstance(low, int))
+
+
 def _build_model(folder: Path, config: Mapping[str, Any]) -> nn.Module:
     """The timm model of ``config.json``, exactly as timm's ``local-dir:`` loader builds it, without weights."""
     import copy
@@ -80,6 +114,7 @@ def _build_model(folder: Path, config: Mapping[str, Any]) -> nn.Module:
 
     from .. import models  # noqa: F401  registers the CIFAR ResNets / small ViTs with timm
 
+    _check_model_args(folder / CONFIG_NAME, config)
     pretrained_cfg, model_name, model_args = _parse_model_cfg(
         copy.deepcopy(dict(config)), extra_fields={"file": str(folder / WEIGHTS_NAME), "source": "local-dir"})
     model_args = {k: v for k, v in dict(model_args).items() if k != "num_classes"}
@@ -105,7 +140,13 @@ def _read_weights(folder: Path, allow_pickle: bool) -> tuple[dict[str, torch.Ten
         raise ValueError(f"encoder folder {folder}: missing {WEIGHTS_NAME}; found only the pickle checkpoint "
                          f"{pickles[0].name}, which is refused (pickles can run code). Convert it to safetensors, or "
                          f"pass allow_pickle=True to read it with torch.load(weights_only=True)")
-    state = torch.load(str(pickles[0]), map_location="cpu", weights_only=True)
+    import pickle
+
+    try:
+        state = torch.load(str(pickles[0]), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:  # code or foreign objects inside the pickle
+        raise ValueError(f"{pickles[0]}: refused by torch.load(weights_only=True): it holds more than tensors "
+                         f"(objects or code that a plain state dict never has): {str(e).splitlines()[0]}") from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -272,25 +313,8 @@ class MIMCLEncoder(nn.Module):
         if card is not None:
             extra[CARD_NAME] = str(card.content).encode("utf-8")
         for name, data in extra.items():
-            _atomic_write_bytes(out / name, data)
+            atomic_write_bytes(out / name, data)
         return str(out)
 
     def extra_repr(self) -> str:
         return f"architecture={self.config.get('architecture')!r}, num_features={self.config.get('num_features')}"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

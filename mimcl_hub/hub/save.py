@@ -36,7 +36,7 @@ from torch import nn
 
 from .._atomic import atomic_folder
 
-__all__ = ["TEMPLATE_PATH", "atomic_folder", "build_card", "encoder_config", "save_encoder"]
+__all__ = ["TEMPLATE_PATH", "atomic_folder", "build_card", "encoder_config", "run_metadata", "save_encoder"]
 
 #: The model card template (Jinja2, rendered by ``ModelCard.from_template``).
 TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "model_card_template.md"
@@ -112,6 +112,39 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def run_metadata(config: Mapping[str, Any], card_data: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's ``mimcl_hub:`` YAML block — what a leaderboard row needs, without parsing the card body.
+
+    ``{"backbone", "objective", "mi_objective", "twin_mode", "mi_weight", "epochs", "steps", "img_size",
+    "batch_size", "seed"}``; fields the run did not record are left out.
+    """
+    training = dict(card_data.get("training_config") or {})
+    metrics = dict(card_data.get("train_metrics") or {})
+    input_size = (config.get("pretrained_cfg") or {}).get("input_size") or [None]
+    twin_mode = str(card_data.get("twin_mode", "none"))
+    meta: dict[str, Any] = {
+        "backbone": training.get("model_name") or config.get("architecture"),
+        "architecture": config.get("architecture"),
+        "objective": str(card_data.get("objective", "simclr")),
+        "mi_objective": card_data.get("mi_objective") or card_data.get("objective", "simclr"),
+        "twin_mode": twin_mode,
+        "mi_weight": float(card_data.get("mi_weight", 0.0)) if twin_mode != "none" else 0.0,
+        "epochs": metrics.get("epoch"),
+        "steps": metrics.get("global_step", training.get("max_steps_resolved")),
+        "img_size": input_size[-1],
+        "batch_size": training.get("per_device_train_batch_size"),
+        "seed": training.get("seed"),
+    }
+    out = {}
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        out[key] = value
+    return out
+
+
 def build_card(config: Mapping[str, Any], card_data: Mapping[str, Any], has_heads: bool, twin_figure: str | None):
     """Render the model card (a ``huggingface_hub.ModelCard``) from ``card_data`` (see :func:`save_encoder`)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -162,6 +195,7 @@ def build_card(config: Mapping[str, Any], card_data: Mapping[str, Any], has_head
         metrics=["accuracy"] if eval_results else None,
         eval_results=eval_results,
         model_name=model_id,
+        mimcl_hub=run_metadata(config, card_data),
     )
     architecture = config["architecture"]
     template = TEMPLATE_PATH.read_text(encoding="utf-8") if TEMPLATE_PATH.is_file() else _FALLBACK_TEMPLATE

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import ClipError
+from ..errors import MAX_FRAME_PIXELS, ClipError
 from .ksg import pairwise_mi
 from .motion import IDENTITY, estimate_camera_motion, residual_displacements, tracking_noise
 from .reference import pairwise_histogram_mi
@@ -97,29 +97,47 @@ class TwinOptions:
         opts.validate()
         return opts
 
+    #: Allowed ranges, (low, high, integer, low_open, high_open); the checks and the error messages use them.
+    RANGES = {
+        "grid": (1, 64, True, False, False),
+        "points_per_patch": (1, 1024, True, False, False),
+        "min_points": (1, 1024, True, False, False),
+        "corner_quality": (0, 1, False, False, True),
+        "fb_threshold": (0, None, False, True, False),
+        "win_size": (3, 255, True, False, False),
+        "max_level": (0, 16, True, False, False),
+        "ransac_threshold": (0, None, False, True, False),
+        "motion_floor": (0, 1, False, False, True),
+        "noise_factor": (0, None, False, False, False),
+        "k": (1, 1000, True, False, False),
+        "mi_threshold": (None, None, False, False, False),
+        "significance": (0, 1, False, False, True),
+        "surrogates": (1, 10000, True, False, False),
+        "seed": (0, None, True, False, False),
+        "colour_weight": (0, None, False, False, False),
+        "colour_bins": (2, 1024, True, False, False),
+    }
+
     def validate(self) -> None:
-        checks = {
-            "grid": self.grid >= 1,
-            "points_per_patch": self.points_per_patch >= 1,
-            "min_points": 1 <= self.min_points <= self.points_per_patch,
-            "corner_quality": 0 <= self.corner_quality < 1,
-            "fb_threshold": self.fb_threshold > 0,
-            "win_size": self.win_size >= 3,
-            "max_level": self.max_level >= 0,
-            "reduce": self.reduce in ("median", "mean"),
-            "ransac_threshold": self.ransac_threshold > 0,
-            "motion_floor": self.motion_floor >= 0,
-            "noise_factor": self.noise_factor >= 0,
-            "k": isinstance(self.k, (int, np.integer)) and self.k >= 1,
-            "mi_threshold": np.isfinite(self.mi_threshold),
-            "significance": 0 <= self.significance < 1,
-            "surrogates": self.surrogates >= 1,
-            "colour_weight": self.colour_weight >= 0,
-            "colour_bins": self.colour_bins >= 2,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid twin-mining option(s): " + ", ".join(f"{b}={getattr(self, b)!r}" for b in bad))
+        """Raise ``ValueError`` listing every option outside its range (name, allowed range, value)."""
+        from .._safety import check_number
+
+        problems = []
+        for name, (low, high, integer, low_open, high_open) in self.RANGES.items():
+            try:
+                check_number(name, getattr(self, name), low, high, integer=integer, low_open=low_open,
+                             high_open=high_open)
+            except ValueError as e:
+                problems.append(str(e))
+        if not problems and self.min_points > self.points_per_patch:
+            problems.append(f"min_points must be <= points_per_patch ({self.points_per_patch}), got {self.min_points}")
+        if self.reduce not in ("median", "mean"):
+            problems.append(f"reduce must be 'median' or 'mean', got {self.reduce!r}")
+        for name in ("compensate_camera", "exclude_neighbours"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                problems.append(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if problems:
+            raise ValueError("invalid twin-mining option(s): " + "; ".join(problems))
 
 
 @dataclass
@@ -177,27 +195,34 @@ def validate_frames(frames, k: int = 5, grid: int = 8, clip_id: Optional[str] = 
     if hasattr(frames, "detach"):
         frames = frames.detach().cpu().numpy()
     if not isinstance(frames, np.ndarray):
-        raise ClipError(f"{name}: frames must be a (T, H, W, 3) uint8 array, got {type(frames).__name__}")
+        raise ClipError(f"{name}: frames must be a (T, H, W, 3) uint8 array, got {type(frames).__name__}",
+                        reason="bad_dtype")
     if frames.dtype != np.uint8:
         nan_note = " containing NaN" if frames.dtype.kind == "f" and np.isnan(frames).any() else ""
-        raise ClipError(f"{name}: frames must be uint8 RGB, got dtype {frames.dtype}{nan_note}")
+        raise ClipError(f"{name}: frames must be uint8 RGB, got dtype {frames.dtype}{nan_note}", reason="bad_dtype")
     if frames.ndim == 3:
-        raise ClipError(f"{name}: frames have shape {frames.shape}; grey clips must be converted to RGB (T, H, W, 3)")
+        raise ClipError(f"{name}: frames have shape {frames.shape}; grey clips must be converted to RGB (T, H, W, 3)",
+                        reason="bad_shape")
     if frames.ndim != 4:
-        raise ClipError(f"{name}: frames must have shape (T, H, W, 3), got {frames.shape}")
+        raise ClipError(f"{name}: frames must have shape (T, H, W, 3), got {frames.shape}", reason="bad_shape")
     if frames.shape[-1] != 3:
         kind = {1: "grey", 4: "RGBA"}.get(frames.shape[-1], f"{frames.shape[-1]}-channel")
-        raise ClipError(f"{name}: frames are {kind} (shape {frames.shape}); convert them to RGB (T, H, W, 3)")
+        raise ClipError(f"{name}: frames are {kind} (shape {frames.shape}); convert them to RGB (T, H, W, 3)",
+                        reason="bad_shape")
     t_len, h, w, _ = frames.shape
+    if h * w > MAX_FRAME_PIXELS:
+        raise ClipError(f"{name}: frames of {h}x{w} pixels are larger than the limit of {MAX_FRAME_PIXELS} pixels "
+                        "(mimcl_hub.errors.MAX_FRAME_PIXELS); downscale them first", reason="frames_too_large")
     need = k + 2
     if t_len < need:
         raise ClipError(
             f"{name}: has {t_len} frame(s); KSG with k={k} needs at least {need} frames "
-            f"(more than k frame-to-frame displacements)"
+            f"(more than k frame-to-frame displacements)", reason="too_few_frames"
         )
     min_side = 8 * grid
     if h < min_side or w < min_side:
-        raise ClipError(f"{name}: frames of {h}x{w} are too small for a {grid}x{grid} grid (need >= {min_side} px a side)")
+        raise ClipError(f"{name}: frames of {h}x{w} are too small for a {grid}x{grid} grid (need >= {min_side} px a side)",
+                        reason="frames_too_small")
     return np.ascontiguousarray(frames)
 
 

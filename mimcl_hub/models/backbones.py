@@ -301,7 +301,12 @@ def _cached_hf_file(repo_id: str, filenames: tuple[str, ...], revision: str | No
 
 def _local_hf_hub_dir(name: str, model_id: str) -> str:
     """Map ``hf-hub:REPO[@REV]`` to the snapshot folder in the local HF cache (never a download)."""
+    from .._safety import check_relative_name, check_repo_id
+
     repo_id, _, revision = model_id.partition("@")
+    check_repo_id(repo_id, what=f"repo id of {name!r}")
+    if revision:                                   # a branch / tag / commit, never a path out of the cache
+        check_relative_name(revision, what=f"revision of {name!r}")
     config = _cached_hf_file(repo_id, ("config.json",), revision or None)
     if config is None:
         raise OfflineWeightsError(f"Cannot create '{name}': its config.json is not in the local Hugging Face cache. "

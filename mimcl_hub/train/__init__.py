@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 from typing import Any, Mapping, Optional, Sequence
 
-from .checkpoint import (CheckpointError, OutputDirLockedError, TrainingState, latest_checkpoint, list_checkpoints,
-                         resolve_checkpoint, save_checkpoint)
+from .checkpoint import (CheckpointError, OutputDirError, OutputDirLockedError, TrainingState, latest_checkpoint,
+                         list_checkpoints, resolve_checkpoint, save_checkpoint)
 from .config import CPU_RECIPE_DEFAULTS, ConfigError, TrainConfig, config_parser, parse_config
 from .loop import NonFiniteLossError, ProcessesOutOfSyncError, PushError, TrainResult, build_optimizer, lr_lambda, train
 
 __all__ = [
-    "CPU_RECIPE_DEFAULTS", "CheckpointError", "ConfigError", "NonFiniteLossError", "OutputDirLockedError", "ProcessesOutOfSyncError", "PushError",
+    "CPU_RECIPE_DEFAULTS", "CheckpointError", "ConfigError", "NonFiniteLossError", "OutputDirError", "OutputDirLockedError", "ProcessesOutOfSyncError", "PushError",
     "TrainConfig", "TrainResult", "TrainingState", "build_optimizer", "config_parser", "latest_checkpoint",
     "list_checkpoints", "lr_lambda", "parse_config", "recipe_main", "resolve_checkpoint", "save_checkpoint", "train",
 ]
@@ -41,7 +41,8 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
     except ConfigError as e:
         print(f"{prog or 'mimcl train'}: error: {e}", file=sys.stderr)
         return 2
-    except (NonFiniteLossError, OutputDirLockedError, CheckpointError, ProcessesOutOfSyncError, PushError) as e:
+    except (NonFiniteLossError, OutputDirError, OutputDirLockedError, CheckpointError, ProcessesOutOfSyncError,
+            PushError) as e:
         print(f"{prog or 'mimcl train'}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if result.encoder_dir:

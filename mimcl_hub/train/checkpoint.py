@@ -25,6 +25,13 @@ A process killed at any point (SIGKILL included) therefore leaves either a compl
 half-written folder that ``--resume_from_checkpoint latest`` would load. Only folders named
 exactly ``checkpoint-<int>`` that contain the marker count as checkpoints.
 
+A checkpoint write that fails (a disk filling up mid-run: ``ENOSPC``) removes its temporary folder and
+raises :class:`OutputDirError` naming the newest complete checkpoint. Before a run starts,
+:func:`check_output_dir` creates ``output_dir`` and writes + fsyncs + removes a probe file in it, and
+:func:`check_free_space` compares ``shutil.disk_usage`` with an estimate of what the run will write
+(:func:`checkpoint_bytes` x (save_total_limit + 1) + the encoder folder), so an unwritable or full disk fails
+before the first step.
+
 Test hook: with ``MIMCL_DEBUG_KILL_DURING_SAVE=<step>`` the process SIGKILLs itself inside
 ``save_checkpoint`` after ``save_state`` has written the temporary folder of that step and before
 the rename (the test suite uses it to prove that ``latest`` never sees a partial checkpoint).
@@ -46,7 +53,8 @@ from typing import Any, Mapping, Optional
 from .._atomic import fsync_path, fsync_tree
 
 __all__ = [
-    "CHECKPOINT_MARKER", "CheckpointError", "OutputDirLockedError", "TrainingState", "checkpoints_dir",
+    "CHECKPOINT_MARKER", "CheckpointError", "OutputDirError", "OutputDirLockedError", "TrainingState",
+    "check_free_space", "check_output_dir", "checkpoint_bytes", "checkpoints_dir",
     "clean_stale_checkpoints", "delete_checkpoint", "latest_checkpoint", "list_checkpoints", "read_marker", "resolve_checkpoint",
     "rotate_checkpoints", "run_lock", "save_checkpoint",
 ]
@@ -64,6 +72,12 @@ class CheckpointError(ValueError):
 
 class OutputDirLockedError(RuntimeError):
     """Another training run holds the output folder."""
+
+
+class OutputDirError(OSError):
+    """The output folder cannot hold the run: not creatable, not writable, or too little free space.
+
+    Raised by :func:`check_output_dir` / :func:`check_free_space` before any training step."""
 
 
 @dataclass
@@ -85,6 +99,73 @@ class TrainingState:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
+
+
+def check_output_dir(output_dir: str | os.PathLike, probe_bytes: int = 64 * 1024) -> Path:
+    """Pre-flight: create ``output_dir`` and write, fsync and remove a probe file in it.
+
+    Catches, before any work, what would otherwise fail at the first checkpoint: a path through a regular
+    file, a read-only file system, a full disk (``ENOSPC`` on the probe), a pseudo file system (/proc, /sys).
+    Permission bits alone do not stop root, so writing for real is the only reliable test.
+    Raises :class:`OutputDirError` naming the folder and the OS error."""
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f"output_dir {path} cannot be created ({e.strerror or e}); pick another "
+                             "--output_dir") from e
+    if not path.is_dir():
+        raise OutputDirError(f"output_dir {path} is not a folder; pick another --output_dir")
+    probe = path / f".mimcl-write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(b"\0" * probe_bytes)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OutputDirError(f"output_dir {path} is not writable: writing a {probe_bytes}-byte probe file failed "
+                             f"({e.strerror or e}); nothing was trained. Free space, fix the mount or pick another "
+                             "--output_dir") from e
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+    return path
+
+
+def checkpoint_bytes(modules, optimizer: str = "adamw", momentum: float = 0.9) -> int:
+    """Estimate of one checkpoint's size: every module's state dict (weights, buffers, momentum targets) plus
+    the optimizer state (AdamW: two fp32 moments per trainable value; SGD / LARS with momentum: one), plus
+    64 KiB for the scheduler, RNG states and the marker."""
+    state = 0
+    trainable = 0
+    for module in modules:
+        seen = set()
+        for tensor in module.state_dict(keep_vars=True).values():
+            if tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            state += tensor.numel() * tensor.element_size()
+        trainable += sum(p.numel() for p in module.parameters() if p.requires_grad)
+    moments = 2 if optimizer == "adamw" else (1 if momentum else 0)
+    return int(state + moments * 4 * trainable + 64 * 1024)
+
+
+def check_free_space(output_dir: str | os.PathLike, needed: int, detail: str = "") -> int:
+    """Raise :class:`OutputDirError` when the file system of ``output_dir`` has less than ``needed`` bytes free
+    (``shutil.disk_usage``); returns the free bytes."""
+    free = shutil.disk_usage(output_dir).free
+    if free < needed:
+        mib = 1024 * 1024
+        raise OutputDirError(f"output_dir {output_dir} has {free / mib:.1f} MiB free, but this run needs about "
+                             f"{needed / mib:.1f} MiB{' (' + detail + ')' if detail else ''}; nothing was trained. "
+                             "Free space, lower --save_total_limit, or pick another --output_dir")
+    return free
 
 
 def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
@@ -189,24 +270,35 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    _debug_kill(state.step)
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        _debug_kill(state.step)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            marker = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+                      "num_processes": accelerator.num_processes, "time": time.time(), **dict(info or {})}
+            with open(tmp / CHECKPOINT_MARKER, "w") as f:
+                json.dump(marker, f, indent=2, default=str)
+                f.flush()
+                os.fsync(f.fileno())
+            fsync_tree(tmp)
+            if final.exists():          # the same step saved again (e.g. a resumed run): swap it
+                old = root / f".old-checkpoint-{state.step}"
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+            fsync_path(root)
+    except Exception as e:      # e.g. ENOSPC (OSError, safetensors' SafetensorError, torch's RuntimeError)
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        raise OutputDirError(f"writing checkpoint {final.name} failed ({reason}); the partial folder was "
+                             f"removed, the newest complete checkpoint is {latest_checkpoint(output_dir)} (continue "
+                             "with --resume_from_checkpoint latest once the problem is fixed)") from e
     if accelerator.is_main_process:
-        marker = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
-                  "num_processes": accelerator.num_processes, "time": time.time(), **dict(info or {})}
-        with open(tmp / CHECKPOINT_MARKER, "w") as f:
-            json.dump(marker, f, indent=2, default=str)
-        fsync_tree(tmp)
-        if final.exists():          # the same step saved again (e.g. a resumed run): swap it
-            old = root / f".old-checkpoint-{state.step}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        fsync_path(root)
         rotate_checkpoints(output_dir, total_limit)
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()

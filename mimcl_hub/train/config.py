@@ -181,8 +181,8 @@ class TrainConfig:
             bad("output_dir", "is required (a folder for checkpoints and the encoder)")
         elif os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             bad("output_dir", f"{self.output_dir!r} exists and is not a folder")
-        if not is_int(self.seed):
-            bad("seed", f"must be an int, got {self.seed!r}")
+        if not is_int(self.seed) or not 0 <= self.seed < 2**32:
+            bad("seed", f"must be an int in [0, 2**32 - 1], got {self.seed!r}")
 
         # steps and sizes
         if not is_int(self.max_steps) or self.max_steps == 0 or self.max_steps < -1:
@@ -197,10 +197,10 @@ class TrainConfig:
             bad("gradient_accumulation_steps", f"must be an int >= 1, got {self.gradient_accumulation_steps!r}")
         if self.twin_batch_size is not None and (not is_int(self.twin_batch_size) or self.twin_batch_size < 2):
             bad("twin_batch_size", f"must be an int >= 2 (or unset), got {self.twin_batch_size!r}")
-        if not is_int(self.img_size) or self.img_size < 8:
-            bad("img_size", f"must be an int >= 8, got {self.img_size!r}")
-        if not is_int(self.max_side) or self.max_side < 64:
-            bad("max_side", f"must be an int >= 64, got {self.max_side!r}")
+        if not is_int(self.img_size) or not 8 <= self.img_size <= 4096:
+            bad("img_size", f"must be an int in [8, 4096], got {self.img_size!r}")
+        if not is_int(self.max_side) or not 64 <= self.max_side <= 8192:
+            bad("max_side", f"must be an int in [64, 8192], got {self.max_side!r}")
         if not is_int(self.dataloader_num_workers) or self.dataloader_num_workers < 0:
             bad("dataloader_num_workers", f"must be an int >= 0, got {self.dataloader_num_workers!r}")
 
@@ -311,8 +311,13 @@ class TrainConfig:
         # hub
         if self.push_to_hub and not self.hub_model_id:
             bad("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)")
-        if self.hub_model_id and not _HUB_ID.match(self.hub_model_id):
-            bad("hub_model_id", f"{self.hub_model_id!r} is not a Hub repo id (namespace/name)")
+        if self.hub_model_id:
+            from .._safety import check_repo_id
+
+            try:
+                check_repo_id(self.hub_model_id)
+            except ValueError as e:
+                bad("hub_model_id", f"{e}")
 
         if errors:
             raise ConfigError("invalid training configuration:\n  " + "\n  ".join(errors))

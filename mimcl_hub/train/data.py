@@ -46,7 +46,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from ..errors import ClipError
-from ..data.mining import mine_dataset
+from ..data.mining import mine_dataset, with_lossless_frames
 from ..data.sources import load_clip_frames
 from ..data.video import resize_max_side
 from ..mi.twins import TwinOptions
@@ -488,9 +488,8 @@ def load_twin_clips(mined: datasets.Dataset, max_side: Optional[int] = None) -> 
     _check_mined_columns(mined)
     if max_side is not None and (not _is_int(max_side) or max_side < 8):
         raise ValueError(f"load_twin_clips: max_side must be None or an int >= 8, got {max_side!r}")
-    table = mined
-    if "frames" in mined.column_names:
-        table = mined.with_format("numpy", columns=["frames"], dtype=np.uint8, output_all_columns=True)
+    # the stored dtype (uint16 stays uint16, NaN stays NaN): load_clip_frames converts or rejects it as mining did
+    table = with_lossless_frames(mined)
     frames, boxes, twin, valid, tracks, ids, rows = [], [], [], [], [], [], []
     skipped: dict[int, str] = {}
     for index in range(len(mined)):

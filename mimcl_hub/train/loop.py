@@ -5,7 +5,9 @@
 1. **Accelerator** — ``cpu=True`` when there is no CUDA, ``mixed_precision`` (bf16 works on CPU),
    gradient accumulation, trackers (``log_with``), ``ProjectConfiguration(project_dir=output_dir)``,
    a seedable sampler (data order = f(seed, epoch)), the scheduler stepped by hand once per
-   optimizer step. A lock on ``output_dir`` keeps two runs apart.
+   optimizer step. A lock on ``output_dir`` keeps two runs apart; before it, a pre-flight write to
+   ``output_dir`` (and, once the model exists, a free-space check against the run's estimated checkpoints)
+   makes an unwritable or full disk fail before any step.
 2. **Model** — ``create_backbone`` (SyncBatchNorm only for multi-GPU DDP: it does not run on CPU),
    ``build_infoaug`` (view branch + MI branch), momentum targets built *before* ``prepare``.
 3. **Data** — ``build_train_dataset`` (mined clips → views + twin crops), a shuffled DataLoader
@@ -14,7 +16,8 @@
    *and* from the trust-ratio adaptation, You et al. 2017) or SGD, linear warm-up + cosine decay
    (``LambdaLR``).
 5. ``accelerator.prepare(backbone, objective, optimizer, loader, scheduler)``; resume with
-   ``load_state`` + ``skip_first_batches``.
+   ``load_state`` + ``skip_first_batches`` (the checkpoint's small pickles are first read with
+   ``weights_only=True``: a foreign folder never runs code).
 6. **Steps** — autocast, ``accumulate``, backward, clip, optimizer / scheduler step,
    ``objective.on_step_end`` (EMA targets, schedules); a non-finite loss or gradient stops the run
    *before* the optimizer step, leaving the last checkpoint as the newest state on disk;
@@ -41,13 +44,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..hub.push import PushError, push_encoder
-from .checkpoint import (CheckpointError, TrainingState, clean_stale_checkpoints, delete_checkpoint,
-                         latest_checkpoint, list_checkpoints, read_marker, resolve_checkpoint, run_lock,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
+                         clean_stale_checkpoints, delete_checkpoint, latest_checkpoint, list_checkpoints, read_marker,
+                         resolve_checkpoint, run_lock, save_checkpoint)
 from .config import ConfigError, TrainConfig
 
-__all__ = ["NonFiniteLossError", "ProcessesOutOfSyncError", "PushError", "TrainResult", "build_optimizer",
-           "lr_lambda", "train"]
+__all__ = ["NonFiniteLossError", "OutputDirError", "ProcessesOutOfSyncError", "PushError", "TrainResult",
+           "build_optimizer", "lr_lambda", "train"]
 
 logger = logging.getLogger("mimcl_hub.train")
 
@@ -128,11 +131,11 @@ def build_optimizer(config: TrainConfig, backbone: nn.Module, objective: nn.Modu
     if config.optimizer == "adamw":
         for g in groups:
             g.pop("lars_adapt")
-        return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2))
+        return _fused(torch.optim.AdamW, groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2))
     if config.optimizer == "sgd":
         for g in groups:
             g.pop("lars_adapt")
-        return torch.optim.SGD(groups, lr=config.learning_rate, momentum=config.momentum)
+        return _fused(torch.optim.SGD, groups, lr=config.learning_rate, momentum=config.momentum)
     from timm.optim import Lars
 
     for g in groups:
@@ -141,6 +144,16 @@ def build_optimizer(config: TrainConfig, backbone: nn.Module, objective: nn.Modu
             g["trust_coeff"] = config.lars_trust_coefficient   # unused (no adaptation); kept explicit
     return Lars(groups, lr=config.learning_rate, momentum=config.momentum,
                 trust_coeff=config.lars_trust_coefficient, trust_clip=False)
+
+
+def _fused(cls, groups, **kwargs) -> torch.optim.Optimizer:
+    """``cls(groups, fused=True, **kwargs)``: one kernel per step over all parameters instead of a Python loop
+    over ~60 tensors (ResNet-18 AdamW step measured on the 2-core CPU: 72 ms -> 9 ms, SGD 9 -> 3.4 ms). Falls
+    back to the default implementation where the parameters' device or dtype has no fused kernel."""
+    try:
+        return cls(groups, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return cls(groups, **kwargs)
 
 
 def _make_accelerator(config: TrainConfig):
@@ -335,6 +348,7 @@ def train(config: TrainConfig) -> TrainResult:
         ProcessesOutOfSyncError: ``--check_sync_every`` found processes with different weights.
     """
     config.validate()
+    check_output_dir(config.output_dir)      # creatable and writable (a real write + fsync), before anything else
     accelerator = _make_accelerator(config)
     if accelerator.is_main_process:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -396,6 +410,8 @@ def _train(config: TrainConfig, accelerator) -> TrainResult:
         objective = convert_sync_batchnorm(objective)
     objective.build_targets(backbone)
     mi_min_batch = objective.mi_objective.min_batch if objective.mi_objective is not None else 2
+    need, detail = _estimate_run_bytes(config, backbone, objective, out_dir)   # a full disk fails now, not mid-run
+    _on_main(accelerator, lambda: check_free_space(out_dir, need, detail))
 
     # ---- kNN monitor (loaded before the training data: a bad --eval_dataset fails fast) -----------
     def load_monitor():
@@ -421,8 +437,11 @@ def _train(config: TrainConfig, accelerator) -> TrainResult:
         raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
                           f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
                           f"{accelerator.num_processes} processes)")
+    # Workers outlive an epoch (the dataset reads the epoch from shared memory), so a new epoch does not wait
+    # for new workers to fork and fill the first batch (~50 ms per epoch here with one worker).
     loader = DataLoader(dataset, batch_size=config.per_device_train_batch_size, shuffle=True, drop_last=True,
                         collate_fn=collate_contrastive, num_workers=config.dataloader_num_workers,
+                        persistent_workers=config.dataloader_num_workers > 0,
                         pin_memory=accelerator.device.type == "cuda")
 
     # ---- optimizer, schedule, prepare --------------------------------------------------------------
@@ -441,6 +460,7 @@ def _train(config: TrainConfig, accelerator) -> TrainResult:
     params = [p for m in (backbone, objective) for p in m.parameters() if p.requires_grad]
 
     if resume_path is not None:
+        _check_custom_pickles(resume_path)    # Accelerate unpickles these with weights_only=False
         accelerator.load_state(str(resume_path))
         _apply_schedule(optimizer, scheduler, config.learning_rate, schedule)
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", resume_path, state.step, state.epoch,
@@ -596,6 +616,57 @@ def _train(config: TrainConfig, accelerator) -> TrainResult:
                     f"; kNN top-1 {knn_metrics['knn_top1']:.4f}" if "knn_top1" in knn_metrics else "")
     accelerator.wait_for_everyone()
     return result
+
+
+def _check_custom_pickles(path: Path) -> None:
+    """Refuse a checkpoint folder whose small pickles hold more than plain data, before Accelerate reads them.
+
+    Accelerate reads registered objects (``custom_checkpoint_<i>.pkl``, here the :class:`TrainingState`) with
+    ``torch.load(weights_only=False)``, which would run any code a foreign folder hides in them, and it reads
+    ``random_states_<i>.pkl`` with ``weights_only=True`` but silently skips one it cannot read (the run then
+    continues with other random numbers). Both are read here with ``weights_only=True`` (plus Accelerate's own
+    allow-list for the RNG states) and a failure is a :class:`CheckpointError`. Weights are safetensors; the
+    optimizer and scheduler files Accelerate reads with ``weights_only=True`` and fails loudly on its own."""
+    import pickle
+
+    from accelerate.utils.other import load as accelerate_load
+
+    files = sorted(path.glob("custom_checkpoint_*.pkl")) + sorted(path.glob("random_states_*.pkl"))
+    for file in files:
+        try:
+            if file.name.startswith("custom_checkpoint_"):
+                torch.load(str(file), map_location="cpu", weights_only=True)
+            else:
+                accelerate_load(str(file), map_location="cpu")
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"cannot resume from {path}: {file.name} holds more than plain data (objects or code "
+                                  f"that torch.load(weights_only=True) refuses), so it is not loaded: "
+                                  f"{str(e).splitlines()[0]}") from e
+
+
+def _estimate_run_bytes(config: TrainConfig, backbone: nn.Module, objective: nn.Module,
+                        out_dir: Path) -> tuple[int, str]:
+    """Disk a run still needs: a checkpoint x (save_total_limit + 1, the rotation's peak) + the encoder folder,
+    less what the checkpoints already in ``out_dir`` occupy (a resumed run reuses their room)."""
+    from .checkpoint import checkpoint_bytes
+
+    ckpt = checkpoint_bytes([backbone, objective], config.optimizer, config.momentum)
+    if config.save_total_limit is not None:
+        count, how = config.save_total_limit + 1, f"save_total_limit + 1 = {config.save_total_limit + 1}"
+    elif config.max_steps > 0 and config.save_steps:
+        count, how = config.max_steps // config.save_steps + 1, "every checkpoint of the run is kept"
+    else:
+        count, how = 2, "at least 2"
+    encoder = sum(t.numel() * t.element_size() for t in backbone.state_dict().values()) + 1024 * 1024
+    if config.save_heads:
+        encoder += sum(t.numel() * t.element_size() for t in objective.state_dict().values())
+    existing = sum(f.stat().st_size for _, p in list_checkpoints(out_dir)[-(count - 1):] for f in p.rglob("*")
+                   if f.is_file()) if count > 1 else 0
+    need = int(1.1 * max(ckpt + encoder, ckpt * count + encoder - existing))
+    mib = 1024 * 1024
+    return need, (f"a checkpoint is ~{ckpt / mib:.1f} MiB x {how}, the encoder folder ~{encoder / mib:.1f} MiB"
+                  + (f", less {existing / mib:.1f} MiB of checkpoints already there" if existing else "")
+                  + ", +10% margin")
 
 
 def _save(accelerator, out_dir: Path, state: TrainingState, config: TrainConfig, run_info: dict,

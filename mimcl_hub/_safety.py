@@ -1,0 +1,117 @@
+"""Guards for values that come from untrusted places: names read from model cards, ``config.json``,
+checkpoint metadata, dataset rows or Hub listings, and numeric settings.
+
+- :func:`check_relative_name` / :func:`safe_join`: a file name joined to a folder never leaves that folder
+  (no absolute path, no ``..`` segment, no drive or backslash, no NUL, no symlink pointing outside).
+- :func:`check_repo_id`: ``NAMESPACE/NAME`` as the Hub accepts it (``huggingface_hub.utils.validate_repo_id``),
+  never a path.
+- :func:`check_number`: a numeric setting within its allowed range; the message names the setting and the range.
+
+Every failure is a ``ValueError`` naming what was checked and where it came from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional, Union
+
+__all__ = ["check_number", "check_relative_name", "check_repo_id", "is_within", "safe_join"]
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_relative_name(name: Any, what: str = "file name") -> str:
+    """``name`` as a clean relative POSIX path (``"heads/config.json"``); ``ValueError`` for anything that
+    could point elsewhere: absolute paths, ``..`` segments, Windows drives / backslashes, NUL bytes, ``~``."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} {name!r}: expected a non-empty relative file name")
+    if "\x00" in name:
+        raise ValueError(f"{what} {name!r}: contains a NUL byte")
+    if "\\" in name or _DRIVE.match(name):
+        raise ValueError(f"{what} {name!r}: backslashes and drive letters are not allowed (use a/b POSIX names)")
+    if name.startswith(("/", "~")):
+        raise ValueError(f"{what} {name!r}: must be relative to its folder, not an absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts:
+        raise ValueError(f"{what} {name!r}: names no file")
+    if ".." in parts:
+        raise ValueError(f"{what} {name!r}: '..' would leave the folder it belongs to")
+    return "/".join(parts)
+
+
+def is_within(path: Union[str, os.PathLike], root: Union[str, os.PathLike]) -> bool:
+    """True when ``path`` (symlinks resolved) is ``root`` or inside it."""
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    return real == real_root or real_root in real.parents
+
+
+def safe_join(root: Union[str, os.PathLike], name: Any, what: str = "file name") -> Path:
+    """``root / name`` after :func:`check_relative_name`, refused (``ValueError``) when it resolves outside
+    ``root`` — e.g. through a symlink inside ``root`` that points elsewhere."""
+    rel = check_relative_name(name, what)
+    target = Path(root).joinpath(*rel.split("/"))
+    if not is_within(target, root):
+        raise ValueError(f"{what} {name!r}: resolves to {os.path.realpath(target)}, outside {os.path.realpath(root)}")
+    return target
+
+
+def check_repo_id(repo_id: Any, what: str = "repo id") -> str:
+    """``repo_id`` if it is a Hub ``NAMESPACE/NAME`` id (validated by huggingface_hub), else ``ValueError``."""
+    if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"invalid {what} {repo_id!r}: expected NAMESPACE/NAME (e.g. your-name/vit-tiny-infoaug)")
+    if any(part in (".", "..") for part in repo_id.split("/")):
+        raise ValueError(f"invalid {what} {repo_id!r}: '.' and '..' are not names")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"invalid {what} {repo_id!r}: {e}") from e
+    return repo_id
+
+
+def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def check_number(name: str, value: Any, low: Optional[float] = None, high: Optional[float] = None, *,
+                 integer: bool = False, low_open: bool = False, high_open: bool = False,
+                 allow_none: bool = False) -> Any:
+    """``value`` when it is a (finite) number in the range, else ``ValueError`` naming ``name`` and the range.
+
+    ``integer=True`` needs an int (bools are refused everywhere); ``low_open`` / ``high_open`` exclude the
+    bounds; ``allow_none`` lets ``None`` through (an unset optional setting)."""
+    if value is None and allow_none:
+        return value
+    kind = "an int" if integer else "a number"
+    text = _range_text(low, high, low_open, high_open)
+    if low is None and high is None:
+        kind, text = ("a finite int" if integer else "a finite number"), ""
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    try:
+        import numpy as np
+
+        ok_type = ok_type or isinstance(value, np.integer if integer else (np.integer, np.floating))
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be {kind}{' in ' + text if text else ''}" + (" (or unset)" if allow_none else "")
+                         + f", got {value!r}")
+    v = float(value)
+    if (low is not None and (v < low or (low_open and v == low))) or \
+            (high is not None and (v > high or (high_open and v == high))):
+        raise ValueError(f"{name} must be {kind} in {text}" + (" (or unset)" if allow_none else "")
+                         + f", got {value!r}")
+    return value

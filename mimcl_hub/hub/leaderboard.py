@@ -1,0 +1,562 @@
+"""Rank encoders by the results in their model cards: markdown, JSON and HTML leaderboards, Hub publishing.
+
+``build_leaderboard(SOURCES)`` turns each source into model cards and each card into one row:
+
+* a local encoder folder (``README.md`` written by :func:`mimcl_hub.hub.save_encoder` / ``mimcl eval``);
+* a Hub model repo id ``ORG/NAME`` (its ``README.md`` is downloaded with ``hf_hub_download``);
+* a query, ``author:ORG``, ``tag:TAG`` or ``search:TEXT`` (several joined with ``,``, e.g.
+  ``author:mimcl-org,tag:infoaug``), answered by ``HfApi.list_models``.
+
+``HF_ENDPOINT`` / ``HF_TOKEN`` are honoured (read at call time), ``endpoint=`` / ``token=`` override them.
+
+A row (:data:`ROW_FIELDS` + one column per dataset × metric, e.g. ``digits/knn_top1``) is read from the card's
+YAML only: the ``model-index`` results through ``huggingface_hub.ModelCardData`` and the ``mimcl_hub:`` block
+that :func:`mimcl_hub.hub.save.run_metadata` writes (backbone, objective, twin_mode, mi_weight, epochs, steps).
+A card from elsewhere without that block still ranks: the backbone comes from ``config.json``'s architecture
+and the objective from the card's tags.
+
+A source that cannot be read — no card, YAML that does not parse, a malformed ``model-index``, a metric value
+that is not a finite number, no results at all — becomes an entry of ``Leaderboard.errors`` naming the model and
+the reason; every other model is still ranked. Rows are ranked by ``sort`` (default: kNN top-1 accuracy on
+the first dataset), descending for metrics; models without a value for the sort column come last.
+
+Writers: :func:`to_markdown` (for READMEs), :func:`to_json` (``{"rows": [...], "columns": [...],
+"errors": [...], "sort": ...}``), :func:`to_html` (one self-contained page: ``leaderboard/index.html`` with the
+data embedded; the table sorts when a header is clicked and filters as you type — the same page is the Hub
+Space). :func:`push_leaderboard_dataset` publishes the rows as an HF dataset (``data/leaderboard.parquet``,
+``leaderboard.json`` and a dataset card) and :func:`push_leaderboard_space` deploys the static Space that shows
+it, each as one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+__all__ = [
+    "FORMATS", "LEADERBOARD_DIR", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "build_leaderboard",
+    "folder_model_name", "metric_key", "page_template", "rank_rows", "render",
+    "push_leaderboard_dataset", "push_leaderboard_space", "resolve_sources", "row_from_card", "to_html",
+    "to_json", "to_markdown", "write_leaderboard",
+]
+
+#: The Space folder: ``index.html`` (the page, also the ``--format html`` template) and ``README.md``.
+LEADERBOARD_DIR = Path(__file__).resolve().parents[2] / "leaderboard"
+
+#: Descriptive columns of every row, in order; metric columns (``DATASET/METRIC``) follow.
+ROW_FIELDS = ("rank", "model", "backbone", "objective", "twin_mode", "mi_weight", "epochs", "steps")
+
+FORMATS = ("md", "json", "html")
+_QUERY_KEYS = ("author", "tag", "search")
+_KNOWN_OBJECTIVES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "nnclr")
+_METRIC_ORDER = ("knn_top1", "knn_top5", "linear_top1")
+_DATA_MARK = "/*LEADERBOARD_DATA*/"
+_CONFIG_MARK = "/*LEADERBOARD_CONFIG*/"
+
+
+class LeaderboardError(ValueError):
+    """Bad leaderboard input (a source that is neither a folder, a repo id nor a query; an unknown sort column;
+    an unknown format) or a failed publish."""
+
+
+@dataclass
+class Leaderboard:
+    """Ranked rows. ``rows``: dicts with :data:`ROW_FIELDS` + ``columns``; ``errors``: ``{"model", "source",
+    "error"}`` for each source that could not be ranked; ``sort``: the ranking column; ``descending``."""
+
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    errors: list[dict[str, str]] = field(default_factory=list)
+    sort: Optional[str] = None
+    descending: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "columns": self.columns, "fields": list(ROW_FIELDS), "errors": self.errors,
+                "sort": self.sort, "descending": self.descending}
+
+
+# --------------------------------------------------------------------------------------------- reading cards
+def metric_key(result) -> str:
+    """Short metric name of a ``huggingface_hub.EvalResult``: ``knn_top1``, ``knn_top5``, ``linear_top1`` for
+    the results ``mimcl eval`` writes, otherwise the metric type (e.g. ``accuracy``, ``f1``)."""
+    # the metric's own name first: the Hub's model-index groups results by dataset, so a card's linear-probe
+    # metric may come back under the kNN task's name
+    kind = (result.metric_name or result.task_name or "").lower()
+    mtype = (result.metric_type or "").lower()
+    family = "knn" if "knn" in kind else "linear" if "linear" in kind else None
+    if family and mtype in ("accuracy", "top_1_accuracy", "top1_accuracy"):
+        return f"{family}_top1"
+    if family and mtype in ("top_5_accuracy", "top5_accuracy"):
+        return f"{family}_top5"
+    return re.sub(r"[^a-z0-9_]+", "_", mtype or (result.metric_name or "metric").lower()).strip("_") or "metric"
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def row_from_card(model: str, card_data, config: Optional[dict] = None) -> dict[str, Any]:
+    """One leaderboard row from a ``ModelCardData`` (and the encoder's ``config.json`` dict, when known).
+
+    Raises:
+        ValueError: the card has no results, or a metric value is not a finite number (names the metric).
+    """
+    results = list(card_data.eval_results or [])
+    if not results:
+        raise ValueError("the model card has no model-index results (run `mimcl eval` on the encoder first)")
+    meta = card_data.get("mimcl_hub")
+    meta = meta if isinstance(meta, dict) else {}
+    tags = [str(t) for t in (card_data.tags or [])]
+    objective = meta.get("objective") or next((t for t in tags if t in _KNOWN_OBJECTIVES), None)
+    backbone = meta.get("backbone") or (config or {}).get("architecture")
+    row: dict[str, Any] = {
+        "rank": None, "model": model, "backbone": backbone, "objective": objective,
+        "twin_mode": meta.get("twin_mode"), "mi_weight": _number(meta.get("mi_weight")),
+        "epochs": _number(meta.get("epochs")), "steps": _number(meta.get("steps")),
+    }
+    if row["steps"] is not None:
+        row["steps"] = int(row["steps"])
+    for result in results:
+        dataset = str(result.dataset_type or result.dataset_name or "unknown")
+        column = f"{dataset}/{metric_key(result)}"
+        value = _number(result.metric_value)
+        if value is None:
+            raise ValueError(f"model-index metric {column!r} has value {result.metric_value!r}, not a finite number")
+        row[column] = value
+    return row
+
+
+def _load_card(path: Path):
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(path)
+    except Exception as e:  # YAML errors, malformed model-index (ValueError), unreadable file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = reason.split(". Pass `ignore_metadata_errors", 1)[0].replace("<class 'KeyError'>", "missing key")
+        raise ValueError(f"the model card could not be parsed: {reason}") from e
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def folder_model_name(folder: Path) -> str:
+    """The name a local encoder folder is listed under: the folder's name, or its parent's for the
+    ``OUTPUT_DIR/encoder`` folders training writes."""
+    folder = Path(folder).absolute()
+    return folder.parent.name if folder.name == "encoder" and folder.parent.name else folder.name
+
+
+def _local_row(folder: Path) -> dict[str, Any]:
+    card_path = folder / "README.md"
+    if not card_path.is_file():
+        raise ValueError(f"{folder} has no README.md model card")
+    card = _load_card(card_path)
+    return row_from_card(folder_model_name(folder), card.data, _read_json(folder / "config.json"))
+
+
+def _hub_row(repo_id: str, token, endpoint: str, revision: Optional[str] = None) -> dict[str, Any]:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from .._safety import check_repo_id
+
+    check_repo_id(repo_id, what="listed repo id")
+
+    try:
+        card_path = hf_hub_download(repo_id, "README.md", revision=revision, token=token, endpoint=endpoint)
+    except EntryNotFoundError as e:
+        raise ValueError("the repo has no README.md model card") from e
+    config = None
+    card = _load_card(Path(card_path))
+    meta = card.data.get("mimcl_hub")
+    if not (isinstance(meta, dict) and meta.get("backbone")):
+        try:
+            config = _read_json(Path(hf_hub_download(repo_id, "config.json", revision=revision, token=token,
+                                                     endpoint=endpoint)))
+        except EntryNotFoundError:
+            config = None
+    return row_from_card(repo_id, card.data, config)
+
+
+def _parse_query(source: str) -> Optional[dict[str, str]]:
+    if ":" not in source or os.path.exists(source):
+        return None
+    query: dict[str, str] = {}
+    for part in source.split(","):
+        key, sep, value = part.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or key not in _QUERY_KEYS:
+            return None
+        if not value:
+            raise LeaderboardError(f"query {source!r}: {key}: needs a value (e.g. author:mimcl-org, tag:infoaug)")
+        if key in query:
+            raise LeaderboardError(f"query {source!r}: {key}: given twice")
+        query[key] = value
+    return query
+
+
+def resolve_sources(sources: Sequence[str], token=None, endpoint: Optional[str] = None) -> list[tuple[str, str]]:
+    """``[(kind, id)]`` with kind ``"folder"`` or ``"hub"``, queries expanded (each model once, input order).
+
+    Raises:
+        LeaderboardError: a source that is not an existing folder, a valid repo id nor a query, or a failed query.
+    """
+    from .._safety import check_repo_id
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if not sources:
+        raise LeaderboardError("no sources: give encoder folders, Hub repo ids or queries (author:ORG, tag:TAG)")
+    out: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(kind: str, ident: str) -> None:
+        if (kind, ident) not in seen:
+            seen.add((kind, ident))
+            out.append((kind, ident))
+
+    for raw in sources:
+        source = os.fspath(raw)
+        if os.path.isdir(source):
+            add("folder", str(Path(source)))
+            continue
+        query = _parse_query(source)
+        if query is not None:
+            for repo_id in _query_models(query, token, endpoint):
+                add("hub", repo_id)      # checked with check_repo_id when read: a bad listed id is one error row
+            continue
+        try:
+            check_repo_id(source)
+        except ValueError:
+            raise LeaderboardError(
+                f"source {source!r} is not an encoder folder, a Hub repo id (ORG/NAME) or a query "
+                f"({', '.join(k + ':VALUE' for k in _QUERY_KEYS)})") from None
+        add("hub", source)
+    return out
+
+
+def _endpoint(endpoint: Optional[str]) -> str:
+    return (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def _query_models(query: dict[str, str], token, endpoint: Optional[str]) -> list[str]:
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=_endpoint(endpoint), token=token or os.environ.get("HF_TOKEN") or None)
+    try:
+        models = api.list_models(author=query.get("author"), filter=query.get("tag"), search=query.get("search"))
+        return [m.id for m in models]
+    except Exception as e:
+        raise LeaderboardError(f"listing models for {query} on {_endpoint(endpoint)} failed: "
+                               f"{type(e).__name__}: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------- ranking
+def _columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    datasets: list[str] = []
+    metrics: dict[str, set[str]] = {}
+    for row in rows:
+        for key in row:
+            if key in ROW_FIELDS or "/" not in key:
+                continue
+            dataset, _, metric = key.rpartition("/")
+            if dataset not in metrics:
+                datasets.append(dataset)
+                metrics[dataset] = set()
+            metrics[dataset].add(metric)
+
+    def order(metric: str) -> tuple:
+        return (_METRIC_ORDER.index(metric), "") if metric in _METRIC_ORDER else (len(_METRIC_ORDER), metric)
+
+    return [f"{d}/{m}" for d in datasets for m in sorted(metrics[d], key=order)]
+
+
+def _sort_column(sort: Optional[str], columns: list[str]) -> str:
+    if sort is None:
+        knn = [c for c in columns if c.endswith("/knn_top1")]
+        if knn:
+            return knn[0]
+        if columns:
+            return columns[0]
+        return "model"
+    if sort in columns or sort in ROW_FIELDS[1:]:
+        return sort
+    matches = [c for c in columns if c.rpartition("/")[2] == sort]
+    if matches:
+        return matches[0]
+    raise LeaderboardError(f"unknown sort column {sort!r}: use one of {', '.join(list(ROW_FIELDS[1:]) + columns)} "
+                           "(or a metric name such as knn_top1, meaning its first dataset)")
+
+
+def rank_rows(rows: list[dict[str, Any]], sort: str, descending: Optional[bool] = None) -> list[dict[str, Any]]:
+    """Rows ordered by ``sort`` (missing values last, ties by model name) with ``rank`` 1..n filled in.
+    ``descending`` defaults to True for metric columns and False for the descriptive ones."""
+    if descending is None:
+        descending = sort not in ROW_FIELDS
+    present = [r for r in rows if r.get(sort) is not None]
+    missing = sorted((r for r in rows if r.get(sort) is None), key=lambda r: str(r["model"]))
+    present.sort(key=lambda r: str(r["model"]))
+    present.sort(key=lambda r: r[sort] if isinstance(r[sort], (int, float)) else str(r[sort]), reverse=descending)
+    ranked = present + missing
+    for i, row in enumerate(ranked, 1):
+        row["rank"] = i
+    return ranked
+
+
+def build_leaderboard(sources: Sequence[str], sort: Optional[str] = None, descending: Optional[bool] = None,
+                      token=None, endpoint: Optional[str] = None) -> Leaderboard:
+    """Read every source's model card and rank the models (see the module docstring).
+
+    Args:
+        sources: encoder folders, Hub repo ids and queries (``author:ORG``, ``tag:TAG``, ``search:TEXT``).
+        sort: a column (``digits/knn_top1``), a metric name (its first dataset) or a field (``epochs``);
+            default kNN top-1 on the first dataset.
+        descending: default True for metrics, False for fields.
+    Raises:
+        LeaderboardError: bad sources or sort column (a single unreadable card is an ``errors`` entry instead).
+    """
+    token = token or os.environ.get("HF_TOKEN") or None
+    endpoint = _endpoint(endpoint)
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    for kind, ident in resolve_sources(sources, token=token, endpoint=endpoint):
+        try:
+            rows.append(_local_row(Path(ident)) if kind == "folder" else _hub_row(ident, token, endpoint))
+        except LeaderboardError:
+            raise
+        except Exception as e:  # one bad model never stops the ranking of the others
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            errors.append({"model": folder_model_name(Path(ident)) if kind == "folder" else ident, "source": ident,
+                           "error": reason})
+    columns = _columns(rows)
+    column = _sort_column(sort, columns)
+    if descending is None:
+        descending = column not in ROW_FIELDS
+    for row in rows:
+        for c in columns:
+            row.setdefault(c, None)
+    ordered = [{k: row[k] for k in (*ROW_FIELDS, *columns)} for row in rank_rows(rows, column, descending)]
+    return Leaderboard(rows=ordered, columns=columns, errors=errors, sort=column, descending=descending)
+
+
+# --------------------------------------------------------------------------------------------- writers
+def _cell(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if not value.is_integer() or digits == 4 else f"{value:g}"
+    return str(value)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """A GitHub / Hub markdown table (``–`` for a missing value), the ranking column named below it, and the
+    models that could not be ranked with their reasons."""
+    header = ["rank", "model", "backbone", "objective", "twin_mode", "mi_weight", "epochs", "steps", *board.columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if h in ("rank",) or "/" in h
+                                                                  else "---" for h in header) + " |"]
+    for row in board.rows:
+        cells = []
+        for h in header:
+            value = row.get(h)
+            if h in ("mi_weight", "epochs"):
+                cells.append("–" if value is None else f"{value:g}")
+            elif h == "steps" or h == "rank":
+                cells.append("–" if value is None else str(int(value)))
+            else:
+                cells.append(_md_escape(_cell(value)))
+        lines.append("| " + " | ".join(cells) + " |")
+    if not board.rows:
+        lines.append("| " + " | ".join(["–"] * len(header)) + " |")
+    order = "highest first" if board.descending else "lowest first"
+    lines += ["", f"Ranked by `{board.sort}` ({order})."]
+    if board.errors:
+        lines += ["", "Not ranked (card could not be read):", ""]
+        lines += [f"- `{_md_escape(e['model'])}`: {_md_escape(e['error'])}" for e in board.errors]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(board: Leaderboard) -> str:
+    """``{"rows": [...], "columns": [...], "fields": [...], "errors": [...], "sort": ..., "descending": ...}``."""
+    return json.dumps(board.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def _script_json(payload: Any) -> str:
+    # safe inside <script>: no "</script>", no "<!--", no line separators that break JS
+    text = json.dumps(payload, allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def page_template() -> str:
+    """``leaderboard/index.html`` (the Space page)."""
+    path = LEADERBOARD_DIR / "index.html"
+    if not path.is_file():
+        raise LeaderboardError(f"the leaderboard page template {path} is missing: install mimcl_hub from a clone "
+                               "(pip install -e .), which has the leaderboard/ folder")
+    return path.read_text(encoding="utf-8")
+
+
+def to_html(board: Leaderboard, title: str = "mimcl_hub encoder leaderboard", dataset: Optional[str] = None,
+            endpoint: Optional[str] = None) -> str:
+    """The self-contained page: ``leaderboard/index.html`` with the rows embedded. With ``dataset``
+    (``ORG/NAME`` of a results dataset) the page loads fresher rows from that dataset's ``leaderboard.json``
+    when it is opened, keeping the embedded ones if that fails."""
+    import html
+
+    config = {"title": title, "dataset": dataset, "endpoint": _endpoint(endpoint) if dataset else None}
+    page = page_template()
+    for mark in (_DATA_MARK, _CONFIG_MARK, "<!--TITLE-->"):
+        if mark not in page:
+            raise LeaderboardError(f"{LEADERBOARD_DIR / 'index.html'} lacks the {mark} placeholder")
+    return (page.replace(_DATA_MARK, _script_json(board.to_dict()))
+            .replace(_CONFIG_MARK, _script_json(config))
+            .replace("<!--TITLE-->", html.escape(title)))
+
+
+def render(board: Leaderboard, fmt: str, **html_args) -> str:
+    if fmt == "md":
+        return to_markdown(board)
+    if fmt == "json":
+        return to_json(board)
+    if fmt == "html":
+        return to_html(board, **html_args)
+    raise LeaderboardError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def write_leaderboard(board: Leaderboard, path: str | os.PathLike, fmt: Optional[str] = None, **html_args) -> Path:
+    """Write ``board`` to ``path`` atomically (temp file + rename); ``fmt`` defaults to the file's suffix."""
+    from .._atomic import atomic_write_text
+
+    path = Path(path)
+    fmt = fmt or {".md": "md", ".json": "json", ".html": "html", ".htm": "html"}.get(path.suffix.lower())
+    if fmt is None:
+        raise LeaderboardError(f"cannot tell the format of {path}: pass --format ({', '.join(FORMATS)})")
+    text = render(board, fmt, **html_args)
+    atomic_write_text(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- publishing
+_DATASET_CARD = """---
+license: apache-2.0
+pretty_name: {title}
+tags:
+- leaderboard
+- mimcl_hub
+- self-supervised
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/leaderboard.parquet
+---
+
+# {title}
+
+Results of self-supervised encoders trained with [mimcl_hub](https://arxiv.org/abs/2511.00028), read from the
+`model-index` of each model card and ranked by `{sort}` ({order}). One row per model: {fields}, then one column
+per dataset × metric ({columns}).
+
+```python
+from datasets import load_dataset
+rows = load_dataset("{repo_id}", split="train")
+```
+
+Built with `mimcl leaderboard ... --push-dataset {repo_id}`; `leaderboard.json` holds the same rows for the
+leaderboard Space.
+{errors}"""
+
+
+def _parquet_bytes(board: Leaderboard) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("rank", pa.int64()), ("model", pa.string()), ("backbone", pa.string()),
+                        ("objective", pa.string()), ("twin_mode", pa.string()), ("mi_weight", pa.float64()),
+                        ("epochs", pa.float64()), ("steps", pa.int64()),
+                        *[(c, pa.float64()) for c in board.columns]])
+    table = pa.Table.from_pylist(board.rows, schema=schema)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def _commit(repo_id: str, repo_type: str, files: dict[str, bytes], token, endpoint: Optional[str], private: bool,
+            message: str, space_sdk: Optional[str] = None) -> str:
+    """``files`` (repo path -> bytes) as one verified, retried commit (:func:`mimcl_hub.hub.push.push_folder`);
+    other files of the repo stay."""
+    import tempfile
+
+    from .push import push_folder
+
+    with tempfile.TemporaryDirectory(prefix="mimcl-leaderboard-") as tmp:
+        for name, data in files.items():
+            path = Path(tmp, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return push_folder(tmp, repo_id, repo_type=repo_type, space_sdk=space_sdk, mirror=False, token=token,
+                           private=private, commit_message=message, endpoint=_endpoint(endpoint))
+
+
+def push_leaderboard_dataset(board: Leaderboard, repo_id: str, token=None, endpoint: Optional[str] = None,
+                             private: bool = False, title: str = "mimcl_hub encoder leaderboard") -> str:
+    """Publish ``board`` as the dataset ``repo_id`` in one commit: ``data/leaderboard.parquet`` (one row per
+    model; ``datasets.load_dataset(repo_id)`` reads it), ``leaderboard.json`` (:func:`to_json`) and a dataset
+    card. Returns the commit URL. Raises :class:`mimcl_hub.hub.PushError`."""
+    errors = ""
+    if board.errors:
+        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{e['model']}`: {e['error']}" for e in board.errors) + "\n"
+    card = _DATASET_CARD.format(title=title, sort=board.sort, repo_id=repo_id,
+                                order="highest first" if board.descending else "lowest first",
+                                fields=", ".join(f"`{f}`" for f in ROW_FIELDS),
+                                columns=", ".join(f"`{c}`" for c in board.columns) or "none yet", errors=errors)
+    files = {"README.md": card.encode("utf-8"), "leaderboard.json": to_json(board).encode("utf-8"),
+             "data/leaderboard.parquet": _parquet_bytes(board)}
+    return _commit(repo_id, "dataset", files, token, endpoint, private,
+                   f"Update leaderboard: {len(board.rows)} models ranked by {board.sort}")
+
+
+def push_leaderboard_space(board: Leaderboard, repo_id: str, dataset: Optional[str] = None, token=None,
+                           endpoint: Optional[str] = None, private: bool = False,
+                           title: str = "mimcl_hub encoder leaderboard") -> str:
+    """Deploy the static Space ``repo_id`` in one commit: ``index.html`` (:func:`to_html`, reading fresh rows
+    from ``dataset``'s ``leaderboard.json`` when given) and ``leaderboard/README.md`` as the Space card
+    (``sdk: static``; its title set to ``title``, ``datasets`` to ``dataset``). Returns the commit URL.
+    Raises :class:`mimcl_hub.hub.PushError`."""
+    from huggingface_hub import SpaceCard
+
+    readme = LEADERBOARD_DIR / "README.md"
+    if not readme.is_file():
+        raise LeaderboardError(f"the Space card {readme} is missing: install mimcl_hub from a clone (pip install -e .)")
+    card = SpaceCard(readme.read_text(encoding="utf-8"))
+    card.data.title = title
+    if dataset:
+        card.data.datasets = [dataset]
+    page = to_html(board, title=title, dataset=dataset, endpoint=endpoint)
+    files = {"README.md": str(card).encode("utf-8"), "index.html": page.encode("utf-8")}
+    return _commit(repo_id, "space", files, token, endpoint, private,
+                   f"Deploy leaderboard: {len(board.rows)} models" + (f" from {dataset}" if dataset else ""),
+                   space_sdk=card.data.sdk or "static")

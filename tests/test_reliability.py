@@ -1,0 +1,899 @@
+"""Reliability and security (issue 8): bad input, faults and untrusted files, each tried for real.
+
+Every fault / bad input is one parametrized case, so ``pytest -v`` counts what was tried:
+
+- mining: one bad row per kind (zero / one frame, 16-bit, huge, NaN, wrong dtype, missing column, corrupt or
+  truncated video, ...) gets its reason code, the map never stops, ``mining_report`` counts the reasons;
+- untrusted names: path traversal in file names and repo ids, symlinks leaving an encoder folder,
+  ``config.json`` asking timm to read other files, pickles with code;
+- configuration ranges: every numeric flag of TrainConfig, TwinOptions, ``mimcl mine`` and ``mimcl eval``;
+- Hub faults: a Hub-compatible server on 127.0.0.1 (tests/hub_server.py, LFS on) answers 5xx / 429, drops
+  connections, loses the answer of an applied commit, or stores a commit wrongly; the real huggingface_hub
+  client runs in one long-lived subprocess and the server counts the attempts;
+- disk faults: output_dir through a regular file, on /sys, on a read-only / full / too small tmpfs (mount
+  namespaces via ``unshare -m``; skipped with the reason where the sandbox forbids it), and a disk that
+  fills up during a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+import mimcl_hub  # noqa: F401  (registers the small-image timm variants)
+from mimcl_hub import ClipError
+from mimcl_hub._safety import check_number, check_relative_name, check_repo_id, safe_join
+from mimcl_hub.data import mine_dataset, mine_twin_patches, mining_report, with_lossless_frames
+from mimcl_hub.errors import CLIP_ERROR_REASONS, MAX_FRAME_PIXELS
+
+sys.path.insert(0, os.path.dirname(__file__))
+from hub_server import HubServer, client_env  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+rng = np.random.default_rng(0)
+
+
+def _clip(t=10, h=64, w=64, c=3, dtype=np.uint8, high=256):
+    """Random frames: texture everywhere, so tracking finds corners (the content does not matter here)."""
+    return np.random.default_rng(1).integers(0, high, size=(t, h, w, c) if c else (t, h, w)).astype(dtype)
+
+
+# =============================================================================================================
+# 1. mining: every kind of bad row gets a reason, nothing stops the map
+# =============================================================================================================
+
+
+def _bad_rows(tmp: Path, bundled: dict) -> dict:
+    carphone = bundled["carphone_pristine.mp4"]
+    data = open(carphone, "rb").read()
+    truncated = tmp / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 3])
+    text = tmp / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    good = _clip()
+    nan = good.astype(np.float32)
+    nan[2, 3, 4, 0] = np.nan
+    inf = good.astype(np.float64)
+    inf[0, 0, 0, 1] = np.inf
+    return {  # name: (row, expected reason or "" for rows that are converted and mined)
+        "zero_frames": ({"frames": np.zeros((0, 64, 64, 3), np.uint8)}, "too_few_frames"),
+        "one_frame": ({"frames": good[:1]}, "too_few_frames"),
+        "one_frame_list": ({"frames": [good[0]]}, "too_few_frames"),
+        "empty_list": ({"frames": []}, "too_few_frames"),
+        "fewer_than_ksg_needs": ({"frames": good[:6]}, "too_few_frames"),
+        "grey_converted": ({"frames": good[..., 0]}, ""),
+        "grey_1ch_converted": ({"frames": good[..., :1]}, ""),
+        "rgba_converted": ({"frames": np.concatenate([good, good[..., :1]], -1)}, ""),
+        "uint16_scaled": ({"frames": good.astype(np.uint16) * 257}, ""),
+        "uint16_strict": ({"frames": good.astype(np.uint16) * 257, "_strict_format": True}, "bad_format"),
+        "grey_strict": ({"frames": good[..., 0], "_strict_format": True}, "bad_format"),
+        "huge_frames": ({"frames": np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (8, 8193, 8193, 3))},
+                        "frames_too_large"),
+        "huge_frame_list": ({"frames": [np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (9000, 9000, 3))] * 8},
+                            "frames_too_large"),
+        "nan": ({"frames": nan}, "non_finite"),
+        "inf": ({"frames": inf}, "non_finite"),
+        "float_0_1": ({"frames": good / 255.0}, "bad_dtype"),
+        "bool": ({"frames": good > 128}, "bad_dtype"),
+        "complex": ({"frames": good.astype(np.complex64)}, "bad_dtype"),
+        "int_above_255": ({"frames": good.astype(np.int32) * 300}, "bad_dtype"),
+        "negative_int": ({"frames": good.astype(np.int16) - 300}, "bad_dtype"),
+        "strings": ({"frames": "not frames"}, "bad_dtype"),
+        "ragged_list": ({"frames": [good[0], good[1, :32]] + [good[2]] * 8}, "bad_shape"),
+        "five_dims": ({"frames": good[None]}, "bad_shape"),
+        "two_channels": ({"frames": good[..., :2]}, "bad_shape"),
+        "channels_first": ({"frames": good.transpose(0, 3, 1, 2)}, "bad_shape"),
+        "too_small_for_grid": ({"frames": _clip(h=16, w=16)}, "frames_too_small"),
+        "zero_width": ({"frames": np.zeros((10, 64, 0, 3), np.uint8)}, "empty_frames"),
+        "missing_columns": ({}, "missing_column"),
+        "frames_and_video_none": ({"frames": None, "video": None}, "missing_column"),
+        "start_is_a_float": ({"video": carphone, "start": 1.5, "num_frames": 12}, "bad_field"),
+        "missing_file": ({"video": str(tmp / "nope.mp4"), "start": 0, "num_frames": 12}, "missing_video"),
+        "a_folder_not_a_file": ({"video": str(tmp), "start": 0, "num_frames": 12}, "missing_video"),
+        "random_bytes": ({"video_bytes": os.urandom(4000), "start": 0, "num_frames": 12}, "corrupt_video"),
+        "empty_bytes": ({"video_bytes": b"", "start": 0, "num_frames": 12}, "corrupt_video"),
+        "truncated_mp4": ({"video": str(truncated), "start": 0, "num_frames": 12}, "corrupt_video"),
+        "text_named_mp4": ({"video": str(text), "start": 0, "num_frames": 12}, "corrupt_video"),
+        "start_beyond_end": ({"video": carphone, "start": 10_000, "num_frames": 12}, "window_out_of_range"),
+    }
+
+
+BAD_ROW_NAMES = [  # the keys of _bad_rows, listed here for the parametrize ids
+    "zero_frames", "one_frame", "one_frame_list", "empty_list", "fewer_than_ksg_needs", "grey_converted",
+    "grey_1ch_converted", "rgba_converted", "uint16_scaled", "uint16_strict", "grey_strict", "huge_frames",
+    "huge_frame_list", "nan", "inf", "float_0_1", "bool", "complex", "int_above_255", "negative_int", "strings",
+    "ragged_list", "five_dims", "two_channels", "channels_first", "too_small_for_grid", "zero_width",
+    "missing_columns", "frames_and_video_none", "start_is_a_float", "missing_file", "a_folder_not_a_file",
+    "random_bytes", "empty_bytes", "truncated_mp4", "text_named_mp4", "start_beyond_end",
+]
+
+
+@pytest.fixture(scope="module")
+def bad_rows(tmp_path_factory, bundled_paths):
+    rows = _bad_rows(tmp_path_factory.mktemp("bad_rows"), bundled_paths)
+    assert sorted(rows) == sorted(BAD_ROW_NAMES)
+    return rows
+
+
+@pytest.mark.parametrize("name", BAD_ROW_NAMES)
+def test_each_bad_row_is_marked_with_its_reason(bad_rows, name):
+    row, expected = bad_rows[name]
+    row = dict(row)
+    strict_format = row.pop("_strict_format", False)
+    batch = {"clip_id": [f"clip-{name}", "good"], **{k: [v, None] for k, v in row.items()}}
+    batch.setdefault("frames", [None, None])
+    batch["frames"][1] = _clip()                                  # a good row after the bad one: still mined
+    out = mine_twin_patches(batch, indices=[7, 8], max_side=None, strict_format=strict_format)
+    assert out["mine_reason"][0] == expected, out["mine_error"][0]
+    assert out["mine_error"][1] == "" and len(out["twin"][1]) == 64           # the map went on
+    if expected:
+        assert expected in CLIP_ERROR_REASONS
+        assert f"clip-{name}" in out["mine_error"][0]                       # the message names the clip
+        assert out["twin"][0] == [] and out["twin_frame_size"][0] == [0, 0]
+        with pytest.raises(ClipError, match=r"^row 7: .*\[" + expected + r"\]$") as err:   # --strict: row index
+            mine_twin_patches(batch, indices=[7, 8], max_side=None, strict_format=strict_format, strict=True)
+        assert err.value.reason == expected
+    else:
+        assert len(out["twin"][0]) == 64 and out["mine_error"][0] == ""
+
+
+def test_huge_frames_are_refused_without_allocating_them():
+    view = np.broadcast_to(np.zeros((1, 1, 1, 3), np.uint8), (8, 8193, 8193, 3))     # 1.6 GB if copied
+    assert view.nbytes > 1e9 and 8193 * 8193 > MAX_FRAME_PIXELS
+    from mimcl_hub.mi import find_twins
+
+    with pytest.raises(ClipError, match="larger than the limit") as err:
+        find_twins(view, clip_id="huge")
+    assert err.value.reason == "frames_too_large"
+
+
+@pytest.fixture(scope="module")
+def lazy_mixed(tmp_path_factory, bundled_paths):
+    """A lazy video dataset: 2 good windows of the real carphone clip among 4 bad rows."""
+    tmp = tmp_path_factory.mktemp("lazy")
+    carphone = bundled_paths["carphone_pristine.mp4"]
+    data = open(carphone, "rb").read()
+    (tmp / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    ds = datasets.Dataset.from_dict({
+        "clip_id": ["good@0", "truncated@0", "missing@0", "beyond@9000", "good@40", "tail@115"],
+        "video": [carphone, str(tmp / "truncated.mp4"), str(tmp / "missing.mp4"), carphone, carphone, carphone],
+        "start": [0, 0, 0, 9000, 40, 115],
+        "num_frames": [12, 12, 12, 12, 12, None],                       # the last 5 frames: too few for KSG
+    })
+    folder = tmp / "clips"
+    ds.save_to_disk(str(folder))
+    return ds, folder, tmp
+
+
+def test_mining_report_counts_bad_rows_by_reason(lazy_mixed):
+    ds, _, _ = lazy_mixed
+    mined = mine_dataset(ds, batch_size=2, max_side=96, grid=4)
+    report = mining_report(mined)
+    assert report["clips"] == 6 and report["mined"] == 2 and report["failed"] == 4
+    assert report["failed_by_reason"] == {"corrupt_video": 1, "missing_video": 1, "too_few_frames": 1,
+                                          "window_out_of_range": 1}
+    assert sorted(report["errors"]) == [1, 2, 3, 5]
+    assert mined["mine_reason"] == ["", "corrupt_video", "missing_video", "window_out_of_range", "", "too_few_frames"]
+
+
+def test_cli_mine_reports_reasons_and_strict_names_the_first_bad_row(lazy_mixed, capsys):
+    from mimcl_hub.cli import main
+
+    _, folder, tmp = lazy_mixed
+    code = main(["mine", str(folder), "--output", str(tmp / "out"), "--max_side", "96", "--grid", "4"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["failed_by_reason"]["corrupt_video"] == 1 and report["mined"] == 2
+    assert "4 of 6 clips could not be mined (corrupt_video 1, missing_video 1, too_few_frames 1, " \
+           "window_out_of_range 1" in captured.err
+    assert (tmp / "out" / "dataset_info.json").exists()
+    code = main(["mine", str(folder), "--output", str(tmp / "strict"), "--max_side", "96", "--grid", "4", "--strict"])
+    err = capsys.readouterr().err
+    assert code == 2 and "row 1: " in err and "truncated" in err and "[corrupt_video]" in err
+    assert not (tmp / "strict").exists()                                     # nothing half-written
+
+
+def test_sixteen_bit_dataset_column_is_scaled_not_wrapped():
+    """with_format("numpy", dtype=uint8) wrapped uint16 frames modulo 256 and turned NaN into 0; mining and
+    training now read the stored dtype, so 16-bit frames give the same twins as their 8-bit originals."""
+    frames8 = _clip(t=8)
+    frames16 = frames8.astype(np.uint16) * 257                              # exact: round(x * 255 / 65535) = x
+    nan = frames8.astype(np.float32)
+    nan[0, 0, 0, 0] = np.nan
+    mined = {}
+    for name, frames in (("u8", frames8), ("u16", frames16), ("nan", nan)):   # one dtype per column
+        ds = datasets.Dataset.from_dict({"clip_id": [name], "frames": [frames]})
+        if name == "u16":
+            assert with_lossless_frames(ds)[0]["frames"].dtype == np.uint16
+        mined[name] = mine_dataset(ds, max_side=None, significance=0, grid=4)[0]
+    assert (mined["u8"]["mine_reason"], mined["u16"]["mine_reason"], mined["nan"]["mine_reason"]) == \
+        ("", "", "non_finite")
+    assert mined["u8"]["twin"] == mined["u16"]["twin"] and mined["u8"]["twin_boxes"] == mined["u16"]["twin_boxes"]
+    np.testing.assert_array_equal(np.asarray(mined["u8"]["twin_tracks"]), np.asarray(mined["u16"]["twin_tracks"]))
+
+
+@pytest.mark.parametrize("case", ["empty", "no_clip_columns", "wrong_column_names"])
+def test_dataset_level_problems_fail_clearly(case):
+    ds = {"empty": datasets.Dataset.from_dict({"frames": []}),
+          "no_clip_columns": datasets.Dataset.from_dict({"clip_id": ["a"], "label": [1]}),
+          "wrong_column_names": datasets.Dataset.from_dict({"clip_id": ["a"], "clips": [[1, 2, 3]]})}[case]
+    expected = {"empty": "empty", "no_clip_columns": "no 'frames', 'video'",
+                "wrong_column_names": "columns: \\['clip_id', 'clips'\\]"}[case]
+    with pytest.raises(ClipError, match=expected):
+        mine_dataset(ds)
+
+
+# =============================================================================================================
+# 2. untrusted names: path traversal, repo ids, symlinks
+# =============================================================================================================
+
+BAD_NAMES = ["../secret", "a/../../b", "..", "/etc/passwd", "~/x", "C:\\x", "a\\..\\b", "", "   ", "a\x00b",
+             "./..", "heads/../../x", "//abs", "./"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_safe_join_refuses_traversal(tmp_path, name):
+    with pytest.raises(ValueError):
+        safe_join(tmp_path, name)
+
+
+def test_safe_join_refuses_symlinks_out_and_accepts_plain_names(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to("/etc")
+    with pytest.raises(ValueError, match="outside"):
+        safe_join(tmp_path, "link/passwd")
+    assert safe_join(tmp_path, "sub/./config.json") == tmp_path / "sub" / "config.json"
+    assert check_relative_name("heads//model.safetensors") == "heads/model.safetensors"
+
+
+BAD_REPO_IDS = ["../x", "a/..", "..", "a/b/c", "/abs/x", "name-only", "a/", "/b", "a/b c", "a/b..c", "a--b/c",
+                "a/" + "x" * 100, "", None, 12]
+
+
+@pytest.mark.parametrize("repo_id", BAD_REPO_IDS)
+def test_bad_repo_ids_are_refused_everywhere(repo_id, tmp_path):
+    from mimcl_hub.hub import PushError, push_encoder
+    from mimcl_hub.train import ConfigError, TrainConfig
+
+    with pytest.raises(ValueError):
+        check_repo_id(repo_id)
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "README.md"):
+        (folder / name).write_text('{"architecture": "test_vit"}')
+    with pytest.raises(PushError):
+        push_encoder(folder, repo_id, endpoint="http://127.0.0.1:9")             # refused before any request
+    if isinstance(repo_id, str) and repo_id:
+        with pytest.raises(ConfigError, match="--hub_model_id"):
+            TrainConfig(output_dir=str(tmp_path / "o"), hub_model_id=repo_id, eval_dataset="none")
+
+
+@pytest.mark.parametrize("repo_id", ["../x/y", "a/..", "a/b/c"])
+def test_encoder_loader_refuses_bad_repo_ids(repo_id, tmp_path, monkeypatch):
+    from mimcl_hub.hub.encoder import MIMCLEncoder
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError)):
+        MIMCLEncoder.from_pretrained(repo_id)
+
+
+@pytest.mark.parametrize("name", ["hf-hub:../x", "hf-hub:a/b@../../etc", "hf-hub:a/b/c", "hf-hub:a/..@main"])
+def test_hf_hub_backbone_names_cannot_leave_the_cache(name):
+    from mimcl_hub.models import create_backbone
+
+    with pytest.raises(ValueError, match="repo id|revision"):
+        create_backbone(name)
+
+
+@pytest.mark.parametrize("name", ["../../recipes/vit_simclr", "/etc/passwd", "..\\x"])
+def test_recipe_name_cannot_leave_the_recipes_folder(name, capsys):
+    from mimcl_hub.cli import main
+
+    assert main(["train", "--recipe", name]) == 2
+    assert "--recipe" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    from mimcl_hub.hub import save_encoder
+    from mimcl_hub.models import create_backbone
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("encoder") / "enc"
+    save_encoder(create_backbone("test_vit", img_size=16).eval(), folder, {"objective": "simclr",
+                                                                          "model_id": "tester/enc"})
+    return folder
+
+
+@pytest.mark.parametrize("link", ["file_to_etc", "dir_to_etc", "file_to_sibling"])
+def test_push_refuses_symlinks_leaving_the_folder(encoder_folder, tmp_path, link):
+    from mimcl_hub.hub import PushError, push_encoder
+
+    folder = tmp_path / "enc"
+    shutil.copytree(encoder_folder, folder)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    if link == "file_to_etc":
+        (folder / "notes.txt").symlink_to("/etc/hostname")
+    elif link == "dir_to_etc":
+        (folder / "extra").symlink_to("/etc")
+    else:
+        (folder / "heads_readme.md").symlink_to(secret)
+    with HubServer() as hub:
+        with pytest.raises(PushError, match="links outside the folder"):
+            push_encoder(folder, "tester/x", endpoint=hub.url, token="hf_test_token")
+        assert hub.requests == []                                           # nothing was sent
+
+
+# =============================================================================================================
+# 3. untrusted files: config.json asking for other files, pickles with code
+# =============================================================================================================
+
+EVIL_MODEL_ARGS = {
+    "checkpoint_path": {"checkpoint_path": "/etc/passwd"},
+    "pretrained_cfg_overlay": {"pretrained_cfg_overlay": {"file": "/tmp/evil.pth"}},
+    "pretrained": {"pretrained": True},
+    "cache_dir": {"cache_dir": "/"},
+    "huge_img_size": {"img_size": 10_000_000},
+    "negative_embed_dim": {"embed_dim": -1},
+    "float_depth": {"depth": 2.5},
+    "model_args_not_a_dict": "checkpoint_path=/etc/passwd",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVIL_MODEL_ARGS))
+def test_config_json_cannot_point_timm_elsewhere_or_allocate_wildly(encoder_folder, tmp_path, case):
+    from mimcl_hub.hub.encoder import MIMCLEncoder
+
+    folder = tmp_path / "evil"
+    shutil.copytree(encoder_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    value = EVIL_MODEL_ARGS[case]
+    config["model_args"] = value if not isinstance(value, dict) else {**(config.get("model_args") or {}), **value}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config\.json"):
+        MIMCLEncoder.from_pretrained(folder)
+
+
+class _Evil:
+    """A pickle that runs code when unpickled with weights_only=False."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pth"])
+def test_pickle_with_code_is_refused_even_with_allow_pickle(encoder_folder, tmp_path, name):
+    from mimcl_hub.hub.encoder import MIMCLEncoder
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(encoder_folder / "config.json", folder / "config.json")
+    marker = tmp_path / "pwned"
+    with open(folder / name, "wb") as f:
+        pickle.dump({"state_dict": _Evil(marker)}, f)
+    with pytest.raises(ValueError, match="refused"):
+        MIMCLEncoder.from_pretrained(folder)                                  # no allow_pickle: refused outright
+    with pytest.raises(ValueError, match=r"weights_only=True"):
+        MIMCLEncoder.from_pretrained(folder, allow_pickle=True)               # weights_only: code never runs
+    assert not marker.exists()
+
+
+def test_no_trust_remote_code_anywhere():
+    pattern = re.compile(r"trust_remote_code\s*=\s*True")
+    hits = []
+    for root in ("mimcl_hub", "recipes", "bench", "model_cards"):
+        for path in (REPO / root).rglob("*"):
+            if path.is_file() and path.suffix in (".py", ".md", ".txt", ".json", ".yaml", ".yml", ".cfg", ".toml"):
+                for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                    if pattern.search(line):
+                        hits.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
+    assert not hits, hits
+
+
+# =============================================================================================================
+# 4. configuration ranges: every numeric flag
+# =============================================================================================================
+
+TRAIN_BAD = [("seed", -1), ("seed", 2**40), ("img_size", 4), ("img_size", 100_000), ("max_side", 10),
+             ("max_side", 10**6), ("per_device_train_batch_size", 1), ("gradient_accumulation_steps", 0),
+             ("twin_batch_size", 1), ("dataloader_num_workers", -1), ("learning_rate", 0.0),
+             ("learning_rate", float("nan")), ("weight_decay", -0.1), ("momentum", 1.0), ("adam_beta1", 1.5),
+             ("adam_beta2", -0.1), ("lars_trust_coefficient", 0.0), ("warmup_steps", -1), ("warmup_ratio", 1.0),
+             ("min_lr_ratio", 2.0), ("max_grad_norm", -1.0), ("drop_path_rate", 1.0), ("mi_weight", -1.0),
+             ("mi_weight", float("inf")), ("logging_steps", 0), ("save_steps", -1), ("save_total_limit", 0),
+             ("knn_every", -1), ("check_sync_every", -1), ("knn_k", 0), ("knn_temperature", 0.0),
+             ("knn_max_train", 0), ("knn_max_test", 0), ("max_steps", -2), ("max_steps", 0),
+             ("num_train_epochs", 0.0), ("max_steps", 2.5), ("knn_k", True)]
+
+
+@pytest.mark.parametrize("flag,value", TRAIN_BAD, ids=[f"{f}={v}" for f, v in TRAIN_BAD])
+def test_train_config_ranges_name_flag_and_range(tmp_path, flag, value):
+    from mimcl_hub.train import ConfigError, TrainConfig
+
+    extra = {"max_steps": -1} if flag == "num_train_epochs" else {}
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(output_dir=str(tmp_path / "o"), eval_dataset="none", **extra, **{flag: value})
+    line = next(l for l in str(err.value).splitlines() if l.strip().startswith(f"--{flag}:"))
+    assert re.search(r"(>=|>|\[|\(|positive|in \[)", line), line            # the allowed range is stated
+
+
+TWIN_BAD = [("grid", 0), ("grid", 1000), ("grid", 2.0), ("points_per_patch", 0), ("min_points", 0),
+            ("corner_quality", 1.0), ("fb_threshold", 0.0), ("fb_threshold", float("nan")), ("win_size", 2),
+            ("max_level", -1), ("ransac_threshold", -1.0), ("motion_floor", 1.5), ("noise_factor", -1.0),
+            ("k", 0), ("k", 1.5), ("mi_threshold", float("inf")), ("significance", 1.0), ("surrogates", 0),
+            ("seed", -1), ("colour_weight", -0.5), ("colour_bins", 1), ("reduce", "max"),
+            ("compensate_camera", "yes"), ("min_points", 20)]
+
+
+@pytest.mark.parametrize("name,value", TWIN_BAD, ids=[f"{n}={v}" for n, v in TWIN_BAD])
+def test_twin_options_ranges_name_option_and_range(name, value):
+    from mimcl_hub.mi import TwinOptions
+
+    with pytest.raises(ValueError) as err:
+        TwinOptions.from_kwargs(**{name: value})
+    message = str(err.value)
+    assert name in message and re.search(r"(\[|\(|>=|<=|must be)", message), message
+
+
+CLI_MINE_BAD = [("--batch_size", "0"), ("--num_proc", "0"), ("--max_side", "10"), ("--window", "1"), ("--limit", "0"),
+                ("--grid", "0"), ("--k", "0"), ("--significance", "2"), ("--mi_threshold", "nan")]
+
+
+@pytest.mark.parametrize("flag,value", CLI_MINE_BAD, ids=[f"{f}={v}" for f, v in CLI_MINE_BAD])
+def test_cli_mine_ranges_fail_before_reading_clips(tmp_path, capsys, flag, value):
+    from mimcl_hub.cli import main
+
+    code = main(["mine", str(tmp_path / "no_such_source"), "--output", str(tmp_path / "o"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and flag.lstrip("-") in err and "no_such_source" not in err, err  # checked before the source
+
+
+EVAL_BAD = [("knn_k", 0), ("knn_t", 0.0), ("knn_t", float("nan")), ("max_train", 0), ("max_test", -5),
+            ("batch_size", 0), ("linear_epochs", 0), ("linear_weight_decay", -1.0), ("seed", -1)]
+
+
+@pytest.mark.parametrize("name,value", EVAL_BAD, ids=[f"{n}={v}" for n, v in EVAL_BAD])
+def test_eval_arguments_are_range_checked_before_loading(tmp_path, name, value):
+    from mimcl_hub.eval.evaluate import evaluate_encoder
+
+    with pytest.raises(ValueError, match=re.escape(name)) as err:
+        evaluate_encoder(str(tmp_path / "no_such_encoder"), **{name: value})
+    assert "no_such_encoder" not in str(err.value)
+
+
+def test_check_number_messages():
+    assert check_number("x", 3, 1, 5, integer=True) == 3
+    with pytest.raises(ValueError, match=r"x must be an int in \[1, 5\], got 6"):
+        check_number("x", 6, 1, 5, integer=True)
+    with pytest.raises(ValueError, match=r"y must be a number in \(0, 1\)"):
+        check_number("y", 1.0, 0, 1, low_open=True, high_open=True)
+    with pytest.raises(ValueError, match="z must be a finite number"):
+        check_number("z", float("nan"))
+
+
+# =============================================================================================================
+# 5. Hub faults: retries with backoff, lost answers, storage faults, 4xx never retried
+# =============================================================================================================
+
+TOKEN = "hf_testtokenABCDwxyz"
+_WORKER = textwrap.dedent("""
+    import json, sys, traceback
+    from mimcl_hub.hub.push import push_encoder
+    for line in sys.stdin:
+        job = json.loads(line)
+        try:
+            url = push_encoder(job["folder"], job["repo_id"], **job.get("kwargs", {}))
+            out = {"ok": url}
+        except Exception as e:
+            out = {"error": str(e), "type": type(e).__name__}
+        sys.stdout.write(json.dumps(out) + "\\n")
+        sys.stdout.flush()
+""")
+
+
+class _Pusher:
+    """One subprocess running the real huggingface_hub client (imports once; HF_ENDPOINT = the test server)."""
+
+    def __init__(self, hub, home, log):
+        env = client_env(hub, home, TOKEN)
+        env.update(MIMCL_PUSH_MAX_RETRIES="3", MIMCL_PUSH_BACKOFF="0.01")     # fast retries, set by env var
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def push(self, folder, repo_id, **kwargs) -> dict:
+        self.proc.stdin.write(json.dumps({"folder": str(folder), "repo_id": repo_id, "kwargs": kwargs}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"the push worker died: see {self.log.name}"
+        return json.loads(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def lfs_hub():
+    with HubServer(token=TOKEN, user="tester", orgs=("mimcl-org",), lfs_suffixes=(".safetensors",)) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def pusher(lfs_hub, tmp_path_factory):
+    p = _Pusher(lfs_hub, tmp_path_factory.mktemp("hf_home"), tmp_path_factory.mktemp("logs") / "push.log")
+    yield p
+    p.close()
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _remote_equals_folder(hub, repo_id, folder, revision="main") -> bool:
+    remote = {p: _digest(d) for p, d in hub.files(repo_id, revision).items() if p != ".gitattributes"}
+    local = {p.relative_to(folder).as_posix(): _digest(p.read_bytes()) for p in Path(folder).rglob("*") if p.is_file()}
+    return remote == local
+
+
+# (case, endpoint fragment, method, mode, faults in a row, requests let through first). mimcl_hub retries the
+# requests it makes itself (create repo, read / verify the remote, commit); preupload and the LFS transfer are
+# retried by huggingface_hub's own http_backoff (1 s, then 2 s waits), so they get one fault each.
+TRANSIENT = [
+    ("create-500", "/api/repos/create", "POST", "500", 2, 0),
+    ("create-drop", "/api/repos/create", "POST", "drop", 2, 0),
+    ("read-503", "/revision/main", "GET", "503", 2, 0),
+    ("read-drop", "/revision/main", "GET", "drop", 2, 0),
+    ("commit-500", "/commit/main", "POST", "500", 2, 0),
+    ("commit-503", "/commit/main", "POST", "503", 2, 0),
+    ("commit-429", "/commit/main", "POST", "429", 2, 0),
+    ("commit-drop", "/commit/main", "POST", "drop", 2, 0),
+    ("verify-500", "/revision/", "GET", "500", 2, 1),                   # the read of the new commit
+    ("verify-drop", "/revision/", "GET", "drop", 2, 1),
+    ("preupload-500", "/preupload/main", "POST", "500", 1, 0),
+    ("lfs-upload-drop", "/lfs-upload/", "PUT", "drop", 1, 0),
+]
+
+
+@pytest.mark.parametrize("case,path,method,mode,n,skip", TRANSIENT, ids=[t[0] for t in TRANSIENT])
+def test_transient_faults_are_retried_then_succeed(lfs_hub, pusher, encoder_folder, tmp_path, case, path, method,
+                                                   mode, n, skip):
+    repo_id = f"tester/transient-{case}"
+    if case.startswith("lfs"):          # LFS objects are content-addressed: new content, so it is really uploaded
+        encoder_folder = Path(shutil.copytree(encoder_folder, tmp_path / "enc"))
+        (encoder_folder / "extra.safetensors").write_bytes(os.urandom(4096))
+    lfs_hub.clear_faults()
+    lfs_hub.reset_log()
+    lfs_hub.fail_next(n, mode=mode, path_contains=path, method=method, skip=skip)
+    out = pusher.push(encoder_folder, repo_id)
+    assert "ok" in out, out
+    assert lfs_hub.count(path, method) == skip + n + 1                     # n failures + the one that went through
+    assert lfs_hub.count("/commit/", "POST") == (n + 1 if "commit" in path else 1)
+    repo = lfs_hub.repo(repo_id)
+    assert len(repo.commits) == 2                                           # the Hub's initial commit + ONE upload
+    assert out["ok"].endswith(repo.branches["main"])
+    assert _remote_equals_folder(lfs_hub, repo_id, encoder_folder)
+    lfs_hub.clear_faults()
+
+
+@pytest.mark.parametrize("mode", ["apply_then_500", "apply_then_drop"])
+def test_commit_applied_but_answer_lost_is_not_committed_twice(lfs_hub, pusher, encoder_folder, mode):
+    repo_id = f"tester/lost-answer-{mode.replace('_', '-')}"
+    lfs_hub.clear_faults()
+    lfs_hub.reset_log()
+    lfs_hub.fail_next(1, mode=mode, path_contains="/commit/main", method="POST")
+    out = pusher.push(encoder_folder, repo_id)
+    assert "ok" in out, out
+    repo = lfs_hub.repo(repo_id)
+    assert lfs_hub.count("/commit/", "POST") == 1                          # the retry saw the commit was there
+    assert len(repo.commits) == 2 and out["ok"].endswith(repo.branches["main"])
+    assert _remote_equals_folder(lfs_hub, repo_id, encoder_folder)
+
+
+@pytest.mark.parametrize("path,method,what", [("/commit/main", "POST", "create the commit"),
+                                              ("/api/repos/create", "POST", "create the repo"),
+                                              ("/revision/main", "GET", "read the remote files")])
+def test_faults_outlasting_the_retries_fail_clearly(lfs_hub, pusher, encoder_folder, path, method, what):
+    repo_id = f"tester/exhausted-{what.replace(' ', '-')}"
+    lfs_hub.clear_faults()
+    lfs_hub.reset_log()
+    lfs_hub.fail_next(100, mode="503", path_contains=path, method=method)
+    out = pusher.push(encoder_folder, repo_id, max_retries=2, backoff=0.01)  # arguments override the env vars
+    lfs_hub.clear_faults()
+    assert out.get("type") == "PushError", out
+    assert f"after 3 attempts of {what} (max_retries=2)" in out["error"] and repo_id in out["error"]
+    assert lfs_hub.count(path, method) == 3
+    repo = lfs_hub.repo(repo_id)
+    assert repo is None or len(repo.commits) == 1                          # nothing half-pushed
+    again = pusher.push(encoder_folder, repo_id)                             # the fault gone: a push completes it
+    assert "ok" in again and _remote_equals_folder(lfs_hub, repo_id, encoder_folder)
+
+
+@pytest.mark.parametrize("mode", ["corrupt", "lose_file"])
+def test_a_commit_the_hub_stored_wrongly_is_not_reported_as_done(lfs_hub, pusher, encoder_folder, mode):
+    repo_id = f"tester/storage-{mode.replace('_', '-')}"
+    lfs_hub.clear_faults()
+    lfs_hub.fail_next(1, mode=mode, path_contains="/commit/main", method="POST")
+    out = pusher.push(encoder_folder, repo_id)
+    assert out.get("type") == "PushError" and "not reporting it as pushed" in out["error"], out
+    assert "README.md" in out["error"]                                        # names the file that is wrong
+    assert not _remote_equals_folder(lfs_hub, repo_id, encoder_folder)
+    again = pusher.push(encoder_folder, repo_id)                             # a new push repairs it
+    assert "ok" in again and _remote_equals_folder(lfs_hub, repo_id, encoder_folder)
+
+
+@pytest.mark.parametrize("case", ["401_bad_token", "403_foreign_namespace"])
+def test_4xx_is_never_retried_and_names_token_and_repo(lfs_hub, pusher, encoder_folder, case):
+    lfs_hub.reset_log()
+    if case == "401_bad_token":
+        repo_id, kwargs = "tester/bad-token", {"token": "hf_wrongtoken0000abcd"}
+    else:
+        repo_id, kwargs = "someone-else/model", {}
+    out = pusher.push(encoder_folder, repo_id, **kwargs)
+    assert out.get("type") == "PushError", out
+    assert repo_id in out["error"] and ("hf_…abcd" in out["error"] if "401" in case else "hf_…wxyz" in out["error"])
+    assert ("401" if "401" in case else "403") in out["error"]
+    assert lfs_hub.count("/api/repos/create") == 1                           # exactly one request: no retry
+    assert lfs_hub.repo(repo_id) is None
+
+
+def test_push_is_idempotent_and_lfs_files_are_verified_by_sha256(lfs_hub, pusher, encoder_folder):
+    repo_id = "tester/idempotent"
+    first = pusher.push(encoder_folder, repo_id)
+    lfs_hub.reset_log()
+    second = pusher.push(encoder_folder, repo_id)
+    assert first == second and lfs_hub.count("/commit/") == 0                 # nothing new: no commit
+    repo = lfs_hub.repo(repo_id)
+    tree = {e["path"]: e for e in lfs_hub._tree(repo.commits[repo.branches["main"]], "", True) if e["type"] == "file"}
+    weights = (encoder_folder / "model.safetensors").read_bytes()
+    assert tree["model.safetensors"]["lfs"]["oid"] == _digest(weights)       # stored through the LFS protocol
+    assert "lfs" not in tree["config.json"]
+
+
+PUSH_RETRY_BAD = [("--max-retries", "-1"), ("--max-retries", "21"), ("--backoff", "-0.5"), ("--backoff", "nan"),
+                  ("env:MIMCL_PUSH_MAX_RETRIES", "many"), ("env:MIMCL_PUSH_BACKOFF", "1e9")]
+
+
+@pytest.mark.parametrize("flag,value", PUSH_RETRY_BAD, ids=[f"{f}={v}" for f, v in PUSH_RETRY_BAD])
+def test_retry_settings_are_range_checked_before_any_request(encoder_folder, monkeypatch, capsys, flag, value):
+    from mimcl_hub.cli import main
+
+    args = ["push", str(encoder_folder), "--repo-id", "tester/retry-settings"]
+    if flag.startswith("env:"):
+        monkeypatch.setenv(flag[4:], value)
+    else:
+        args += [flag, value]
+    with HubServer(token=TOKEN) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        assert main(args) == 2
+        assert hub.requests == []                                            # refused before any request
+    err = capsys.readouterr().err
+    assert ("MIMCL_PUSH_MAX_RETRIES" in err or "MIMCL_PUSH_BACKOFF" in err) and re.search(r"\[0, (20|60)\]", err)
+
+
+def test_is_transient_classification():
+    import httpx2
+
+    from mimcl_hub.hub.push import RetryPolicy, is_transient
+
+    assert is_transient(httpx2.ReadTimeout("slow")) and is_transient(httpx2.RemoteProtocolError("dropped"))
+    assert is_transient(ConnectionResetError()) and not is_transient(ValueError("bad"))
+    wrapped = RuntimeError("Error while uploading")
+    wrapped.__cause__ = httpx2.ConnectError("refused")
+    assert is_transient(wrapped)                                             # huggingface_hub wraps LFS failures
+    policy = RetryPolicy(max_retries=5, backoff=1.0)
+    delays = [policy.delay(n) for n in range(1, 8)]
+    assert all(0.5 * min(30, 2 ** (n - 1)) <= d <= min(30, 2 ** (n - 1)) for n, d in zip(range(1, 8), delays))
+    assert max(delays) <= 30.0                                               # capped
+
+
+# =============================================================================================================
+# 6. training faults: output_dir pre-flight, a disk filling up mid-run, foreign pickles in a checkpoint
+# =============================================================================================================
+
+
+@pytest.fixture(scope="module")
+def mined_scene(tmp_path_factory):
+    from mimcl_hub.data import make_scenes
+
+    folder = tmp_path_factory.mktemp("data") / "scene"
+    mine_dataset(make_scenes(1, seed=3, num_frames=12, cache_dir=str(tmp_path_factory.mktemp("cache"))),
+                 max_side=128).save_to_disk(str(folder))
+    return str(folder)
+
+
+TINY = dict(model_name="test_vit", img_size=16, per_device_train_batch_size=4, twin_batch_size=4,
+            mixed_precision="no", eval_dataset="none", disable_tqdm=True, report_to="none", warmup_steps=1,
+            logging_steps=1, save_heads=False)
+
+
+@pytest.fixture
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.mark.parametrize("case", ["parent_is_a_file", "under_sys", "under_proc"])
+def test_unwritable_output_dir_fails_before_training(tmp_path, mined_scene, case, _fresh_accelerate_state):
+    from mimcl_hub.train import OutputDirError, TrainConfig, train
+
+    if case == "parent_is_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
+    else:
+        out = Path("/sys/mimcl_run" if case == "under_sys" else "/proc/mimcl_run")
+    config = TrainConfig(output_dir=str(out), video_dataset=mined_scene, max_steps=2, **TINY)
+    with pytest.raises(OutputDirError, match="cannot be created"):
+        train(config)
+    assert not out.exists()
+
+
+def test_resume_never_unpickles_code_from_a_checkpoint(tmp_path, mined_scene, _fresh_accelerate_state):
+    """Accelerate loads registered objects (custom_checkpoint_<i>.pkl) with weights_only=False: the loop checks
+    them with weights_only=True first; every other pickle of a checkpoint Accelerate reads with weights_only=True."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    from mimcl_hub.train import CheckpointError, TrainConfig, train
+
+    out = tmp_path / "run"
+    train(TrainConfig(output_dir=str(out), video_dataset=mined_scene, max_steps=2, save_steps=1, **TINY))
+    marker = tmp_path / "pwned"
+    with open(out / "checkpoints" / "checkpoint-2" / "custom_checkpoint_0.pkl", "wb") as f:
+        pickle.dump(_Evil(marker), f)
+    with open(out / "checkpoints" / "checkpoint-1" / "random_states_0.pkl", "wb") as f:
+        pickle.dump(_Evil(marker), f)
+    for resume, error in (("latest", "custom_checkpoint_0.pkl holds more than plain data"),
+                          (str(out / "checkpoints" / "checkpoint-1"), "random_states_0.pkl holds more than plain")):
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        with pytest.raises(CheckpointError, match=error):
+            train(TrainConfig(output_dir=str(out), video_dataset=mined_scene, max_steps=3, save_steps=1,
+                              resume_from_checkpoint=resume, **TINY))
+        assert not marker.exists()                                           # the code never ran
+
+
+_DISK_SCRIPT = textwrap.dedent("""
+    import json, os, sys, threading, time
+    from pathlib import Path
+    import torch
+    from safetensors.torch import load_file
+    from accelerate.state import AcceleratorState, GradientState
+    from mimcl_hub.train import OutputDirError, TrainConfig, latest_checkpoint, list_checkpoints, train
+
+    root, data, tiny = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    results = {}
+
+    def reset():
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+    def run(name, out, **kw):
+        try:
+            train(TrainConfig(output_dir=str(out), video_dataset=data, **{**tiny, **kw}))
+            return {"ok": True}
+        except OutputDirError as e:
+            return {"error": str(e)}
+        finally:
+            reset()
+
+    def fill(folder):
+        with open(folder / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\\0" * (1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+
+    # read-only file system
+    results["read_only"] = run("ro", root / "ro" / "run", max_steps=2)
+    # a full disk: 0 bytes left (the probe write hits ENOSPC, like /dev/full)
+    fill(root / "full")
+    results["full_disk"] = run("full", root / "full" / "run", max_steps=2)
+    results["full_disk"]["listing"] = sorted(os.listdir(root / "full"))
+    # too small for the run: free space below the estimate
+    results["too_small"] = run("small", root / "small" / "run", max_steps=2, save_steps=1, save_total_limit=2)
+    results["too_small"]["listing"] = sorted(os.listdir(root / "small" / "run"))
+    # the disk fills up during the run (another process): the checkpoint write fails cleanly
+    out = root / "mid" / "run"
+    def filler():
+        marker = out / "checkpoints" / "checkpoint-2" / "mimcl_checkpoint.json"
+        while not marker.exists():
+            time.sleep(0.002)
+        fill(root / "mid")
+    thread = threading.Thread(target=filler, daemon=True)
+    thread.start()
+    mid = run("mid", out, max_steps=40, save_steps=2, save_total_limit=2)
+    thread.join(timeout=60)
+    mid["checkpoints"] = [s for s, _ in list_checkpoints(out)]
+    mid["leftovers"] = sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("."))
+    last = latest_checkpoint(out)
+    mid["last_finite"] = all(bool(torch.isfinite(t).all()) for t in load_file(last / "model.safetensors").values())
+    os.remove(root / "mid" / "filler")
+    resumed = run("resume", out, max_steps=mid["checkpoints"][-1] + 2, save_steps=2, save_total_limit=2,
+                  resume_from_checkpoint="latest")
+    mid["resumed"] = resumed
+    mid["encoder"] = (out / "encoder" / "model.safetensors").exists()
+    results["fills_mid_run"] = mid
+    print("RESULTS " + json.dumps(results))
+""")
+
+
+def _mount_namespace_available() -> str:
+    """'' when ``unshare -m`` + tmpfs mounts work here, else why not."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare / mount not installed"
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d && rmdir $d"],
+                           capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"mount namespaces not permitted here: {probe.stderr.strip()[:200]}"
+
+
+@pytest.fixture(scope="module")
+def disk_faults(tmp_path_factory, mined_scene):
+    why = _mount_namespace_available()
+    if why:
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("disks")
+    for name in ("ro", "full", "small", "mid"):
+        (root / name).mkdir()
+    mounts = (f"mount -t tmpfs -o ro,size=1m tmpfs {root}/ro && mount -t tmpfs -o size=1m tmpfs {root}/full && "
+              f"mount -t tmpfs -o size=4m tmpfs {root}/small && mount -t tmpfs -o size=48m tmpfs {root}/mid")
+    script = root / "disk_faults.py"
+    script.write_text(_DISK_SCRIPT)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           f'{mounts} && exec "$0" "$@"', sys.executable, str(script), str(root), mined_scene,
+                           json.dumps(TINY)], env=env, capture_output=True, text=True, timeout=600)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULTS "):])
+
+
+def test_read_only_output_dir_fails_before_training(disk_faults):
+    result = disk_faults["read_only"]
+    assert "Read-only file system" in result.get("error", ""), result
+
+
+def test_full_disk_fails_before_training(disk_faults):
+    result = disk_faults["full_disk"]
+    assert "No space left on device" in result.get("error", "") and "nothing was trained" in result["error"], result
+    assert result["listing"] == ["filler", "run"]                            # no probe file left behind
+
+
+def test_too_little_free_space_fails_before_training(disk_faults):
+    result = disk_faults["too_small"]
+    assert re.search(r"has \d+\.\d MiB free, but this run needs about \d+\.\d MiB", result.get("error", "")), result
+    assert "save_total_limit + 1 = 3" in result["error"]
+    assert "checkpoints" not in result["listing"]                            # not one step was run
+
+
+def test_disk_filling_up_mid_run_keeps_the_last_checkpoint(disk_faults):
+    mid = disk_faults["fills_mid_run"]
+    assert "writing checkpoint" in mid.get("error", "") and "No space left on device" in mid["error"], mid
+    assert mid["checkpoints"] and mid["checkpoints"][-1] >= 2 and mid["last_finite"]
+    assert mid["leftovers"] == []                                            # the partial folder was removed
+    assert mid["resumed"] == {"ok": True} and mid["encoder"]                 # and the run continues from it
