@@ -249,16 +249,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """``mimcl leaderboard SOURCES``: rank encoders by their model cards' results; write / publish the table."""
-    from .hub.leaderboard import FORMATS, build_leaderboard, push_leaderboard_dataset, push_leaderboard_space, render
-    from .hub.leaderboard import write_leaderboard
+    from .hub.leaderboard import build_leaderboard, output_format, push_leaderboard_dataset, push_leaderboard_space
+    from .hub.leaderboard import render, write_leaderboard
 
-    fmt = args.format
-    if fmt is None and args.output:
-        suffix = os.path.splitext(args.output)[1].lower().lstrip(".")
-        fmt = {"htm": "html", "markdown": "md"}.get(suffix, suffix)
-        if fmt not in FORMATS:
-            raise ValueError(f"cannot tell the format of --output {args.output}: pass --format {{{','.join(FORMATS)}}}")
-    fmt = fmt or "md"
+    fmt = output_format(args.output, args.format) if args.output else args.format or "md"   # before any request
     board = build_leaderboard(args.sources, sort=args.sort, descending=False if args.ascending else None,
                               token=args.token)
     for error in board.errors:

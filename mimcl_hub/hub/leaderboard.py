@@ -40,7 +40,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 __all__ = [
     "FORMATS", "LEADERBOARD_DIR", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "build_leaderboard",
-    "folder_model_name", "metric_key", "page_template", "rank_rows", "render",
+    "folder_model_name", "metric_key", "output_format", "page_template", "rank_rows", "render",
     "push_leaderboard_dataset", "push_leaderboard_space", "resolve_sources", "row_from_card", "to_html",
     "to_json", "to_markdown", "write_leaderboard",
 ]
@@ -357,12 +357,10 @@ def build_leaderboard(sources: Sequence[str], sort: Optional[str] = None, descen
 
 
 # --------------------------------------------------------------------------------------------- writers
-def _cell(value: Any, digits: int = 4) -> str:
+def _cell(value: Any) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}" if not value.is_integer() or digits == 4 else f"{value:g}"
-    return str(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def _md_escape(text: str) -> str:
@@ -372,8 +370,8 @@ def _md_escape(text: str) -> str:
 def to_markdown(board: Leaderboard) -> str:
     """A GitHub / Hub markdown table (``–`` for a missing value), the ranking column named below it, and the
     models that could not be ranked with their reasons."""
-    header = ["rank", "model", "backbone", "objective", "twin_mode", "mi_weight", "epochs", "steps", *board.columns]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if h in ("rank",) or "/" in h
+    header = [*ROW_FIELDS, *board.columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if h == "rank" or "/" in h
                                                                   else "---" for h in header) + " |"]
     for row in board.rows:
         cells = []
@@ -444,15 +442,25 @@ def render(board: Leaderboard, fmt: str, **html_args) -> str:
     raise LeaderboardError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
+def output_format(path: str | os.PathLike, fmt: Optional[str] = None) -> str:
+    """``fmt``, or the format of ``path``'s suffix (``.md`` / ``.markdown``, ``.json``, ``.html`` / ``.htm``).
+
+    Raises:
+        LeaderboardError: neither tells a known format.
+    """
+    fmt = fmt or {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
+                  ".htm": "html"}.get(Path(path).suffix.lower())
+    if fmt not in FORMATS:
+        raise LeaderboardError(f"cannot tell the format of {path}: pass --format ({', '.join(FORMATS)})")
+    return fmt
+
+
 def write_leaderboard(board: Leaderboard, path: str | os.PathLike, fmt: Optional[str] = None, **html_args) -> Path:
     """Write ``board`` to ``path`` atomically (temp file + rename); ``fmt`` defaults to the file's suffix."""
     from .._atomic import atomic_write_text
 
     path = Path(path)
-    fmt = fmt or {".md": "md", ".json": "json", ".html": "html", ".htm": "html"}.get(path.suffix.lower())
-    if fmt is None:
-        raise LeaderboardError(f"cannot tell the format of {path}: pass --format ({', '.join(FORMATS)})")
-    text = render(board, fmt, **html_args)
+    text = render(board, output_format(path, fmt), **html_args)
     atomic_write_text(path, text)
     return path
 
