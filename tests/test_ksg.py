@@ -315,6 +315,42 @@ def test_pairwise_mi_torch_io_and_float32():
     assert isinstance(np32, np.ndarray) and np32.dtype == np.float32
 
 
+@pytest.mark.parametrize("p", [2, 7, 8, 9, 17])
+@pytest.mark.parametrize("k", [1, 3, 9])
+@pytest.mark.parametrize("kind", ["continuous", "integers"])
+def test_pairwise_mi_numba_lanes_against_torch(p, k, kind):
+    """The numba kernel scans 8 partners per vector: trajectory counts around multiples of 8 (partial
+    blocks, padded lanes), several k (one compiled network per k), and heavy ties."""
+    rng = np.random.default_rng([p, k])
+    n = 24
+    if kind == "integers":
+        traj = rng.integers(-2, 3, size=(p, n, 2)).astype(np.float64)
+    else:
+        shared = rng.standard_normal((n, 2))
+        traj = np.stack([shared * (i % 3 == 0) + rng.standard_normal((n, 2)) * (0.2 + 0.2 * i) for i in range(p)])
+    ours = pairwise_mi(traj, k=k, backend="numba")
+    dense = pairwise_mi(traj, k=k, backend="torch")
+    np.testing.assert_allclose(ours, dense, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(ours, ours.T)
+    assert abs(ours[0, p - 1] - brute_ksg(traj[0], traj[p - 1], k)) < 1e-12
+
+
+def test_pairwise_mi_numba_reuses_scratch_across_shapes_and_threads():
+    """Scratch buffers are kept per thread and reused for smaller inputs: results must not depend on
+    what ran before, nor on another thread running at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(45)
+    inputs = [rng.standard_normal((p, n, 2)) for p, n in ((19, 40), (5, 12), (19, 40), (11, 33), (3, 50))]
+    expected = [pairwise_mi(t, k=4, backend="torch") for t in inputs]
+    for t, ref in zip(inputs, expected):  # one thread, shapes growing and shrinking
+        np.testing.assert_allclose(pairwise_mi(t, k=4, backend="numba"), ref, rtol=0, atol=1e-12)
+    with ThreadPoolExecutor(4) as pool:  # several threads at once, each with its own scratch
+        results = list(pool.map(lambda t: pairwise_mi(t, k=4, backend="numba"), inputs * 4))
+    for got, ref in zip(results, expected * 4):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("backend", ["numba", "torch", "auto"])
 def test_pairwise_mi_single_trajectory(backend):
     out = pairwise_mi(np.random.default_rng(44).standard_normal((1, 20, 2)), backend=backend)

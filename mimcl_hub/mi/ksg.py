@@ -145,10 +145,12 @@ def pairwise_mi(
         traj: (P, N, d) — P trajectories of N samples each (e.g. frame-to-frame displacements,
             N = T − 1), numpy or torch, CPU or GPU.
         k: KSG neighbour count.
-        backend: ``"numba"`` (compiled early-stopping scan over pre-sorted neighbour lists, the
-            fastest on CPU, see ``_ksg_cpu``), ``"torch"`` (dense, chunked tensor algebra; the GPU
-            path) or ``"auto"`` (torch for CUDA tensors, numba otherwise when installed). Both
-            give the same values.
+        backend: ``"numba"`` (compiled early-stopping scans over pre-sorted neighbour lists, 8
+            pairs per scan in vector registers; the fastest on CPU, see ``_ksg_cpu``), ``"torch"``
+            (dense, chunked tensor algebra; the GPU path) or ``"auto"`` (torch for CUDA tensors,
+            numba otherwise when installed). For float64 input both give the same values; the
+            numba path computes float32 input in float64 (exactly widened), the torch path in
+            float32.
         chunk_size: pairs per dense tensor op (torch backend); default from ``memory_budget``.
         memory_budget: elements of one (pairs, N, N) working tensor of the torch backend (default
             2**25, 128 MiB in float32), which bounds memory for P in the hundreds or thousands.
