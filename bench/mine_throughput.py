@@ -15,7 +15,7 @@ Clips (all *lazy* rows ``clip_id, video, start, num_frames``, decoded inside the
   (128 clips in all; ``--scenes`` changes it). ``--quick`` times the same 128 clips in fewer
   rounds and measures memory on the first 64 of them (1x = 64, 10x = 640 clips).
 
-A ``Dataset.map(num_proc=2)`` call has a fixed cost of ~0.3 s here (forking the pool and datasets'
+A ``Dataset.map(num_proc=2)`` call has a fixed cost of ~0.2 s here (forking the pool and datasets'
 manager process, the shards' set-up, joining and concatenating them) and the two contiguous shards
 never take exactly the same time; the clip counts are large enough that this is a small part of a
 run, as it is when mining a real dataset. Smaller sets (``--scenes``) show a lower speedup.
@@ -293,7 +293,7 @@ def mib(n: float) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer rounds, memory with num_proc=1 only (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="2 rounds; memory on 64 clips, num_proc=1 only (about 3 minutes)")
     ap.add_argument("--rounds", type=int, default=None, help="throughput rounds per configuration (default 3, --quick 2)")
     ap.add_argument("--scenes", type=int, default=110, help="procedural scenes in the clip set (default %(default)s)")
     ap.add_argument("--max-wait", type=float, default=60.0,
