@@ -394,6 +394,7 @@ def _with(value, at=(3, 1)):
         (3.0, GOOD, 5, TypeError, "numpy array or a torch tensor"),
         (GOOD.astype(np.complex128), GOOD, 5, TypeError, "real numbers"),
         (GOOD > 0, GOOD, 5, TypeError, "real numbers"),
+        (GOOD[:, :0], GOOD, 5, ValueError, r"x must have at least one coordinate"),  # d = 0
     ],
 )
 def test_ksg_mi_rejects_bad_input(x, y, k, exc, match):
@@ -420,6 +421,9 @@ TRAJ = np.random.default_rng(52).standard_normal((4, 30, 2))
         (TRAJ, {"backend": "torch", "chunk_size": 0}, ValueError, "chunk_size"),
         (TRAJ.tolist(), {}, TypeError, "traj must be a numpy array or a torch tensor"),
         (TRAJ.astype(np.complex64), {}, TypeError, "real numbers"),
+        (TRAJ[..., :0], {}, ValueError, "at least one coordinate"),  # d = 0 (numba, the default here)
+        (TRAJ[..., :0], {"backend": "torch"}, ValueError, "at least one coordinate"),
+        (torch.zeros(4, 30, 0), {"backend": "numba"}, ValueError, "at least one coordinate"),
     ],
 )
 def test_pairwise_mi_rejects_bad_input(traj, kw, exc, match):

@@ -43,6 +43,8 @@ def _as_tensor(a: ArrayLike, name: str) -> torch.Tensor:
         t = t.to(torch.float64)
     if t.ndim < 2:
         raise ValueError(f"{name} must have shape (..., N, d), got {tuple(t.shape)}")
+    if t.shape[-1] < 1:
+        raise ValueError(f"{name} must have at least one coordinate per sample (d >= 1), got shape {tuple(t.shape)}")
     if torch.isnan(t).any() or torch.isinf(t).any():
         raise ValueError(f"{name} contains NaN or inf values")
     return t
@@ -194,6 +196,8 @@ def pairwise_mi(
 def _check_trajectories(shape, k: int) -> None:
     if len(shape) != 3:
         raise ValueError(f"traj must have shape (P, N, d), got {tuple(shape)}")
+    if shape[2] < 1:
+        raise ValueError(f"traj must have at least one coordinate per sample (d >= 1), got shape {tuple(shape)}")
     _check_k(k, shape[1])
 
 
