@@ -51,6 +51,8 @@ import time
 
 import torch
 
+import _idle  # bench/ is the script's folder, first on sys.path
+
 IMG = 32
 BATCH = 32
 MODEL = "resnet18_cifar"
@@ -60,21 +62,6 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def busy_cores(interval: float = 1.0) -> float:
-    """Cores busy over ``interval`` seconds, from /proc/stat (call it while this process idles: the other
-    processes' load)."""
-    def read():
-        with open("/proc/stat") as f:
-            v = [float(x) for x in f.readline().split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0.0)
-        return sum(v) - idle, sum(v)
-
-    b0, t0 = read()
-    time.sleep(interval)
-    b1, t1 = read()
-    return (os.cpu_count() or 1) * (b1 - b0) / max(t1 - t0, 1e-9)
-
-
 MAX_WAIT = 60.0
 OTHERS: list[float] = []
 
@@ -82,13 +69,8 @@ OTHERS: list[float] = []
 def wait_idle(threshold: float = 0.15) -> None:
     """Wait (at most ``MAX_WAIT`` s) until other processes keep less than ``threshold`` of a core busy; the
     last reading is kept in ``OTHERS`` (printed with the results)."""
-    if MAX_WAIT <= 0:
-        return
-    deadline = time.monotonic() + MAX_WAIT
-    busy = busy_cores()
-    while busy > threshold and time.monotonic() < deadline:
-        busy = busy_cores()
-    OTHERS.append(busy)
+    if MAX_WAIT > 0:
+        OTHERS.append(_idle.wait_idle(MAX_WAIT, threshold))
 
 
 def recipe_config(output_dir: str, max_steps: int, logging_steps: int, **overrides):
