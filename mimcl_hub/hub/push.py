@@ -199,6 +199,15 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+def _from_env(name: str, default: str, cast, expected: str):
+    """``cast`` of environment variable ``name`` (``default`` when unset); a PushError naming it otherwise."""
+    raw = os.environ.get(name, default)
+    try:
+        return cast(raw)
+    except ValueError:
+        raise PushError(f"{name} must be {expected}, got {raw!r}") from None
+
+
 @dataclass
 class RetryPolicy:
     """``max_retries`` retries after the first attempt; the n-th waits ``min(cap, backoff * 2**(n-1))`` times
@@ -215,17 +224,9 @@ class RetryPolicy:
         from .._safety import check_number
 
         if max_retries is None:
-            raw = os.environ.get("MIMCL_PUSH_MAX_RETRIES", "4")
-            try:
-                max_retries = int(raw)
-            except ValueError:
-                raise PushError(f"MIMCL_PUSH_MAX_RETRIES must be an int in [0, 20], got {raw!r}") from None
+            max_retries = _from_env("MIMCL_PUSH_MAX_RETRIES", "4", int, "an int in [0, 20]")
         if backoff is None:
-            raw = os.environ.get("MIMCL_PUSH_BACKOFF", "1.0")
-            try:
-                backoff = float(raw)
-            except ValueError:
-                raise PushError(f"MIMCL_PUSH_BACKOFF must be a number of seconds in [0, 60], got {raw!r}") from None
+            backoff = _from_env("MIMCL_PUSH_BACKOFF", "1.0", float, "a number of seconds in [0, 60]")
         try:
             check_number("max_retries (MIMCL_PUSH_MAX_RETRIES)", max_retries, 0, 20, integer=True)
             check_number("backoff (MIMCL_PUSH_BACKOFF, seconds)", backoff, 0, 60)
