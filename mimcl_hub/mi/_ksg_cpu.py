@@ -215,11 +215,11 @@ def pairwise_ksg_cpu(traj: np.ndarray, k: int, psi: np.ndarray) -> np.ndarray:
     kernel = _pairs_kernel(int(k))
     with _KERNEL_LOCK:  # one caller at a time: numba's workqueue layer aborts on concurrent launches
         xb, blocks, sorted_dist, order = _workspace(p, n, d)
-        # trajectory-minor copy, padded with all-zero trajectories (their lanes are dropped)
+        # trajectory-minor copy: trajectory j in block j // 8, lane j % 8; the padding lanes hold
+        # all-zero trajectories (their results are dropped)
         xb[...] = 0.0
-        xb[:p] = traj
-        nb = blocks.shape[0]
-        xb = np.ascontiguousarray(xb.reshape(nb, LANES, n, d).transpose(0, 2, 3, 1))
+        j = np.arange(p)
+        np.moveaxis(xb, 3, 1)[j // LANES, j % LANES] = traj
         _distance_blocks(xb, blocks)
         _sorted_rows(blocks, p, sorted_dist, order)
         kernel(blocks, sorted_dist, order, items, psi, out)
@@ -247,7 +247,7 @@ _workspace_buf: np.ndarray | None = None
 
 
 def _workspace(p: int, n: int, d: int):
-    """(xb (B·8, n, d), blocks (B, n, n, 8), sorted_dist (p, n, n), order (p, n, n) int32) scratch
+    """(xb (B, n, d, 8), blocks (B, n, n, 8), sorted_dist (p, n, n), order (p, n, n) int32) scratch
     arrays with B = ceil(p / 8), views of the kept buffer when it is large enough. Call under the lock."""
     global _workspace_buf
     nb = -(-p // LANES)
@@ -264,7 +264,7 @@ def _workspace(p: int, n: int, d: int):
         at += 8 * count
     order = buf[at : at + 4 * p * n * n].view(np.int32).reshape(p, n, n)
     return (
-        views[0].reshape(nb * LANES, n, d),
+        views[0].reshape(nb, n, d, LANES),
         views[1].reshape(nb, n, n, LANES),
         views[2].reshape(p, n, n),
         order,
