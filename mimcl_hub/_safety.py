@@ -18,9 +18,34 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["check_number", "check_relative_name", "check_repo_id", "is_within", "safe_join"]
+__all__ = ["HUB_ID", "check_number", "check_relative_name", "check_repo_id", "check_seed", "is_int", "is_number",
+           "is_within", "looks_like_hub_id", "safe_join"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+#: A Hub id as users type it for datasets and models: ``NAME`` or ``NAMESPACE/NAME`` (no path syntax).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def is_int(value: Any) -> bool:
+    """True for Python / numpy integers, never for bools."""
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value: Any) -> bool:
+    """True for finite Python / numpy ints and floats, never for bools."""
+    import numpy as np
+
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def looks_like_hub_id(value: Any) -> bool:
+    """True when ``value`` reads as a Hub id (``NAME`` or ``ORG/NAME``) rather than a path: no leading ``.``,
+    ``/`` or ``~``, no trailing slash, at most one ``/``."""
+    return isinstance(value, str) and not value.startswith((".", "/", "~")) and bool(HUB_ID.match(value))
 
 
 def check_relative_name(name: Any, what: str = "file name") -> str:
@@ -115,3 +140,8 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
         raise ValueError(f"{name} must be {kind} in {text}" + (" (or unset)" if allow_none else "")
                          + f", got {value!r}")
     return value
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an int seed in [0, 2**32 - 1] (what ``torch`` / ``numpy`` seeding accepts), else ``ValueError``."""
+    return int(check_number(name, value, 0, 2**32 - 1, integer=True))
