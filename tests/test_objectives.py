@@ -180,13 +180,15 @@ def test_loss_goes_down(name):
     assert last < first - 0.15 * max(abs(first), 1.0), f"{name}: {first:.4f} -> {last:.4f}: {hist}"
 
 
-def test_logs_are_floats():
+def test_logs_are_detached_scalar_tensors():
+    """Issue 13: logs stay 0-d tensors (no host read inside forward); the loop reads them at logging steps."""
     g = torch.Generator().manual_seed(0)
     bb = tiny_backbone()
     for name in SMALL:
         out = make(name)(bb, *views(g, 4))
         assert out.logs["loss"] == pytest.approx(out.loss.item())
-        assert all(isinstance(v, float) for v in out.logs.values())
+        for key, value in out.logs.items():
+            assert isinstance(value, torch.Tensor) and value.ndim == 0 and not value.requires_grad, (name, key)
 
 
 # --------------------------------------------------------------------------- momentum machinery
@@ -376,3 +378,30 @@ def test_infoaug_validation():
         aug(tiny_backbone(), (x, x), (x,))
     with pytest.raises(ValueError, match="same batch size"):
         aug(tiny_backbone(), (x, x), (x, x[:3]))
+
+
+def test_queues_and_support_set_update_on_the_device_without_host_reads():
+    """Issue 13: MoCo's queue pointer and NNCLR's support set are updated with tensor arithmetic (no host
+    read); the values equal the slot arithmetic done by hand, including wrap-around and the fill level."""
+    from mimcl_hub.objectives import build_objective
+
+    torch.manual_seed(0)
+    moco = build_objective("moco", 8, hidden_dim=16, out_dim=4, queue_size=5)
+    first, second = torch.randn(4, 4), torch.randn(4, 4)
+    moco._enqueue(first)
+    moco._enqueue(second)                                   # slots 4, 0, 1, 2 (wraps around)
+    expected = torch.nn.functional.normalize(torch.cat([first, second]), dim=1)
+    assert int(moco.queue_ptr) == 3
+    torch.testing.assert_close(moco.queue[[0, 1, 2, 3, 4]], expected[[5, 6, 7, 3, 4]])
+
+    nnclr = build_objective("nnclr", 8, hidden_dim=16, out_dim=4, pred_hidden_dim=8, support_size=6)
+    z = torch.randn(3, 4)
+    torch.testing.assert_close(nnclr.nearest_neighbours(z), torch.nn.functional.normalize(z, dim=1))  # empty set
+    bank = torch.randn(4, 4)
+    nnclr._enqueue(bank)
+    assert int(nnclr.support_count) == 4 and int(nnclr.support_ptr) == 4
+    normed = torch.nn.functional.normalize(bank, dim=1)
+    query = torch.nn.functional.normalize(torch.randn(5, 4), dim=1)
+    torch.testing.assert_close(nnclr.nearest_neighbours(query), normed[(query @ normed.T).argmax(1)])  # filled slots only
+    nnclr._enqueue(torch.randn(4, 4))
+    assert int(nnclr.support_count) == 6 and int(nnclr.support_ptr) == 2

@@ -44,5 +44,5 @@ class BarlowTwins(Objective):
         if self.gather_distributed:
             z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
         loss, terms = barlow_twins(z1, z2, self.lambd, return_terms=True)
-        return ObjectiveOutput(loss, {"loss": loss.item(), "on_diag": terms["on_diag"].item(),
-                                      "off_diag": terms["off_diag"].item()})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "on_diag": terms["on_diag"].detach(),
+                                      "off_diag": terms["off_diag"].detach()})

@@ -49,10 +49,13 @@ __all__ = [
 
 @dataclass
 class ObjectiveOutput:
-    """What an objective returns: a scalar ``loss`` tensor (with graph) and float ``logs``."""
+    """What an objective returns: a scalar ``loss`` tensor (with graph) and ``logs``, detached 0-d tensors.
+
+    Logs stay tensors (on the loss's device) so a step never waits for the device: the training loop
+    sums them on the device and reads them on the host only at logging steps."""
 
     loss: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -47,4 +47,4 @@ class BYOL(MomentumObjective):
             t1, t2 = self.target_encode(backbone, x1, x2)
             z1, z2 = self.target_projector(torch.cat([t1, t2])).chunk(2)
         loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
-        return ObjectiveOutput(loss, {"loss": loss.item(), "momentum": float(self.momentum)})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "momentum": self.momentum.detach().clone()})

@@ -85,13 +85,13 @@ class DINO(MomentumObjective):
         with torch.no_grad():
             t1, t2 = self.target_encode(backbone, x1, x2)
             t = self.target_head(torch.cat([t1, t2]))
-        loss = dino([s1, s2], list(t.chunk(2)), self.center, self.student_temp, float(self.teacher_temp))
+        loss = dino([s1, s2], list(t.chunk(2)), self.center, self.student_temp, self.teacher_temp)
         if self.training:
             s = t.detach().sum(dim=0, keepdim=True)
             self._center_sum = s if self._center_sum is None else self._center_sum + s
             self._center_count += t.shape[0]
-        return ObjectiveOutput(loss, {"loss": loss.item(), "teacher_temp": float(self.teacher_temp),
-                                      "momentum": float(self.momentum)})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "teacher_temp": self.teacher_temp.detach().clone(),
+                                      "momentum": self.momentum.detach().clone()})
 
     @torch.no_grad()
     def update_center(self) -> None:
@@ -105,8 +105,10 @@ class DINO(MomentumObjective):
             count = torch.tensor(float(self._center_count), dtype=torch.float64, device=self.center.device)
         all_reduce_sum(s)
         all_reduce_sum(count)
-        if count > 0:
-            self.center.mul_(self.center_momentum).add_(s / count.to(s.dtype), alpha=1.0 - self.center_momentum)
+        # no host read of the count: a step without any teacher logit leaves the centre as it is
+        mean = s / count.clamp(min=1).to(s.dtype)
+        updated = self.center * self.center_momentum + mean * (1.0 - self.center_momentum)
+        self.center.copy_(torch.where(count > 0, updated, self.center))
         self._center_sum, self._center_count = None, 0
 
     @torch.no_grad()

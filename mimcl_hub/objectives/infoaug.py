@@ -87,13 +87,13 @@ class InfoAug(nn.Module):
 
     def forward(self, backbone: nn.Module, views: tuple[torch.Tensor, torch.Tensor],
                 twins: tuple[torch.Tensor, torch.Tensor] | None = None) -> ObjectiveOutput:
-        """Loss of one batch. Logs ``loss``, ``loss_view``, ``loss_mi`` and each branch's own logs
-        prefixed ``view/`` and ``mi/``."""
+        """Loss of one batch. Logs (detached 0-d tensors, never read to the host here) ``loss``,
+        ``loss_view``, ``loss_mi``, ``mi_skipped`` and each branch's own logs prefixed ``view/`` and ``mi/``."""
         x1, x2 = _check_pair_arg("views", views)
         out_v = self.view_objective(backbone, x1, x2)
         loss = out_v.loss
-        logs: dict[str, float] = {f"view/{k}": v for k, v in out_v.logs.items()}
-        loss_mi = 0.0
+        logs: dict[str, torch.Tensor] = {f"view/{k}": v for k, v in out_v.logs.items()}
+        loss_mi = torch.zeros((), device=loss.device)
         if self.uses_mi_branch:
             usable = False
             if twins is not None:
@@ -104,14 +104,14 @@ class InfoAug(nn.Module):
             if usable:
                 out_m = self.mi_objective(backbone, t1, t2)
                 loss = loss + self.mi_weight * out_m.loss
-                loss_mi = float(out_m.loss.detach())
+                loss_mi = out_m.loss.detach()
                 logs.update({f"mi/{k}": v for k, v in out_m.logs.items()})
             else:   # keep the MI heads in the graph (zero gradient) so DDP stays in step
                 params = [p for p in self.mi_objective.parameters() if p.requires_grad]
                 if params:
                     loss = loss + 0.0 * sum(p.sum() for p in params)
-            logs["mi_skipped"] = 0.0 if usable else 1.0
-        logs.update({"loss": float(loss.detach()), "loss_view": float(out_v.loss.detach()), "loss_mi": loss_mi})
+            logs["mi_skipped"] = torch.tensor(0.0 if usable else 1.0)
+        logs.update({"loss": loss.detach(), "loss_view": out_v.loss.detach(), "loss_mi": loss_mi})
         return ObjectiveOutput(loss, logs)
 
     def on_step_end(self, step: int, max_steps: int, backbone: nn.Module | None = None) -> None:

@@ -39,7 +39,13 @@ def _check_pair(n1: str, a: torch.Tensor, n2: str, b: torch.Tensor) -> None:
         raise ValueError(f"{n1} and {n2} must have the same feature size, got {a.shape[1]} and {b.shape[1]}")
 
 
-def _check_positive(name: str, v: float) -> None:
+def _check_positive(name: str, v: float | torch.Tensor) -> None:
+    """A Python number must be > 0. A 0-d tensor (an objective's scheduled buffer, e.g. DINO's teacher
+    temperature, set from validated values) is not read back to the host here: that would stall a GPU."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name} must be a number or a 0-d tensor, got shape {tuple(v.shape)}")
+        return
     if not float(v) > 0:
         raise ValueError(f"{name} must be > 0, got {v}")
 

@@ -62,10 +62,10 @@ class MoCo(MomentumObjective):
         keys = gather(keys.detach())
         k = self.queue.shape[0]
         keys = keys[-k:]                               # more keys than slots: keep the newest
-        ptr = int(self.queue_ptr)
-        idx = (torch.arange(keys.shape[0], device=self.queue.device) + ptr) % k
+        # the pointer stays on the device (no host read): slot indices are computed from the tensor
+        idx = (torch.arange(keys.shape[0], device=self.queue.device) + self.queue_ptr) % k
         self.queue[idx] = F.normalize(keys, dim=1).to(self.queue.dtype)
-        self.queue_ptr.fill_((ptr + keys.shape[0]) % k)
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % k)
 
     def forward(self, backbone: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> ObjectiveOutput:
         f1, f2 = self.encode(backbone, x1, x2)
@@ -80,4 +80,4 @@ class MoCo(MomentumObjective):
             loss = moco_info_nce(q1, k2, queue, self.temperature)
         if self.training:
             self._enqueue(torch.cat([k1, k2]) if self.symmetric else k2)
-        return ObjectiveOutput(loss, {"loss": loss.item(), "momentum": float(self.momentum)})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "momentum": self.momentum.detach().clone()})

@@ -56,22 +56,21 @@ class NNCLR(Objective):
     def nearest_neighbours(self, z: torch.Tensor) -> torch.Tensor:
         """(n, D) → (n, D): each row's nearest (cosine) support-set entry."""
         z = F.normalize(z.detach(), dim=1)
-        count = int(self.support_count)
-        if count == 0:
-            return z
-        bank = self.support[:count]
-        return bank[(z @ bank.T).argmax(dim=1)]
+        # no host read of the fill level: empty slots are masked out, and an empty set returns z itself
+        filled = torch.arange(self.support.shape[0], device=z.device) < self.support_count
+        sim = (z @ self.support.T.to(z.dtype)).masked_fill(~filled, float("-inf"))
+        nearest = self.support[sim.argmax(dim=1)].to(z.dtype)
+        return torch.where(self.support_count > 0, nearest, z)
 
     @torch.no_grad()
     def _enqueue(self, z: torch.Tensor) -> None:
         z = F.normalize(gather(z.detach()), dim=1)
         k = self.support.shape[0]
         z = z[-k:]
-        ptr = int(self.support_ptr)
-        idx = (torch.arange(z.shape[0], device=z.device) + ptr) % k
+        idx = (torch.arange(z.shape[0], device=z.device) + self.support_ptr) % k
         self.support[idx] = z.to(self.support.dtype)
-        self.support_ptr.fill_((ptr + z.shape[0]) % k)
-        self.support_count.fill_(min(int(self.support_count) + z.shape[0], k))
+        self.support_ptr.copy_((self.support_ptr + z.shape[0]) % k)
+        self.support_count.copy_((self.support_count + z.shape[0]).clamp(max=k))
 
     def forward(self, backbone: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> ObjectiveOutput:
         f1, f2 = self.encode(backbone, x1, x2)
@@ -87,4 +86,4 @@ class NNCLR(Objective):
             loss = 0.5 * (nnclr_info_nce(nn1, p2, self.temperature) + nnclr_info_nce(nn2, p1, self.temperature))
         if self.training:
             self._enqueue(z1)
-        return ObjectiveOutput(loss, {"loss": loss.item()})
+        return ObjectiveOutput(loss, {"loss": loss.detach()})

@@ -46,4 +46,4 @@ class SimCLR(Objective):
                             rank=rank())
         else:
             loss = info_nce(z1, z2, self.temperature)
-        return ObjectiveOutput(loss, {"loss": loss.item()})
+        return ObjectiveOutput(loss, {"loss": loss.detach()})

@@ -46,4 +46,4 @@ class SimSiam(Objective):
         loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
         with torch.no_grad():   # collapse monitor: per-dimension std of the normalised output (≈ 1/sqrt(D) when healthy)
             zstd = torch.nn.functional.normalize(z1, dim=1).std(dim=0).mean()
-        return ObjectiveOutput(loss, {"loss": loss.item(), "z_std": zstd.item()})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "z_std": zstd})

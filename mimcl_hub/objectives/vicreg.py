@@ -49,4 +49,4 @@ class VICReg(Objective):
         if self.gather_distributed:
             z1, z2 = gather_with_grad(z1), gather_with_grad(z2)
         loss, terms = vicreg(z1, z2, self.sim_weight, self.var_weight, self.cov_weight, self.eps, return_terms=True)
-        return ObjectiveOutput(loss, {"loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}})
