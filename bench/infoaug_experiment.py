@@ -71,11 +71,9 @@ import json
 import math
 import os
 import platform
-import runpy
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -86,6 +84,8 @@ try:                                    # the project is normally installed (pip
     import mimcl_hub  # noqa: F401
 except ImportError:                     # pragma: no cover - running from a checkout without installing
     sys.path.insert(0, str(REPO))
+from mimcl_hub._atomic import atomic_write_text  # noqa: E402
+from mimcl_hub.train.recipes import RECIPES, SOLO_LEARN_CIFAR  # noqa: E402
 
 MODES = ("none", "random", "mi")
 EXPERIMENT_MD, EXPERIMENT_JSON, LEADERBOARD_MD = "experiment.md", "experiment.json", "leaderboard.md"
@@ -99,24 +99,6 @@ _NOT_RESULT_FIELDS = {"output_dir", "overwrite_output_dir", "resume_from_checkpo
 #: objective -> the recipe whose CPU defaults (backbone, optimizer, learning rate) it trains with.
 RECIPE_OF = {"simclr": "vit_simclr", "dino": "vit_dino", "moco": "resnet18_moco", "byol": "resnet18_byol",
              "simsiam": "resnet18_simsiam", "barlow_twins": "resnet18_barlow_twins", "vicreg": "resnet18_vicreg"}
-
-#: paper preset: solo-learn CIFAR settings per objective (at global batch 256), as in the recipes' docstrings.
-PAPER_OBJECTIVES = {
-    "simclr": dict(optimizer="lars", learning_rate=0.4, weight_decay=1e-5, num_train_epochs=1000,
-                   objective_args='{"hidden_dim": 2048, "out_dim": 256, "temperature": 0.2}'),
-    "moco": dict(optimizer="sgd", learning_rate=0.3, weight_decay=1e-4, num_train_epochs=1000,
-                 objective_args='{"hidden_dim": 2048, "out_dim": 256, "queue_size": 32768}'),
-    "byol": dict(optimizer="lars", learning_rate=1.0, weight_decay=1e-5, num_train_epochs=1000,
-                 objective_args='{"hidden_dim": 4096, "out_dim": 256, "pred_hidden_dim": 4096}'),
-    "simsiam": dict(optimizer="sgd", learning_rate=0.5, weight_decay=1e-5, num_train_epochs=800,
-                    objective_args='{"hidden_dim": 2048, "out_dim": 2048, "pred_hidden_dim": 512}'),
-    "barlow_twins": dict(optimizer="lars", learning_rate=0.3, weight_decay=1e-4, num_train_epochs=1000,
-                         objective_args='{"hidden_dim": 2048, "out_dim": 2048, "lambd": 0.0051}'),
-    "vicreg": dict(optimizer="lars", learning_rate=0.3, weight_decay=1e-4, num_train_epochs=1000,
-                   objective_args='{"hidden_dim": 2048, "out_dim": 2048}'),
-    "dino": dict(optimizer="lars", learning_rate=0.3, weight_decay=1e-6, num_train_epochs=1000,
-                 objective_args='{"out_dim": 4096, "hidden_dim": 2048, "bottleneck_dim": 256}'),
-}
 
 #: experiment settings: objectives, seeds, TrainConfig overrides (on top of each objective's recipe), evaluation.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -133,7 +115,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         eval=dict(datasets=["digits"], max_train=300, max_test=200, knn_k=20, knn_t=0.07, linear_epochs=100),
     ),
     "paper": dict(
-        objectives=list(PAPER_OBJECTIVES), seeds=[0, 1, 2], threads=None,
+        objectives=list(SOLO_LEARN_CIFAR), seeds=[0, 1, 2], threads=None,
         train=dict(model_name="resnet18_cifar", img_size=32, per_device_train_batch_size=256, twin_batch_size=256,
                    max_steps=-1, warmup_ratio=0.01, mixed_precision="bf16", save_steps=5000,
                    eval_dataset="uoft-cs/cifar10", knn_every=5000, knn_max_train=50000, knn_max_test=10000),
@@ -276,13 +258,13 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
 def objective_defaults(objective: str, preset: str) -> dict[str, Any]:
     """TrainConfig values of ``objective`` before the setting's overrides: its recipe's CPU defaults,
     and for the paper preset its solo-learn CIFAR settings."""
-    recipe = RECIPE_OF.get(objective, "vit_simclr")
-    values = dict(runpy.run_path(str(REPO / "recipes" / f"{recipe}.py"))["DEFAULTS"])
+    values = RECIPES[RECIPE_OF.get(objective, "vit_simclr")].defaults()
     values.pop("output_dir", None)
     values["objective"] = objective
     values["mi_objective"] = None                   # the MI branch uses the view branch's objective
     if preset == "paper":
-        values.update(PAPER_OBJECTIVES.get(objective, {}))
+        values.update({k: json.dumps(v) if isinstance(v, dict) else v
+                       for k, v in SOLO_LEARN_CIFAR.get(objective, {}).items()})
     return values
 
 
@@ -297,20 +279,7 @@ def _result_view(config: dict[str, Any]) -> dict[str, Any]:
 
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 def _encoder_complete(encoder: Path) -> bool:

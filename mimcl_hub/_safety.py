@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
-__all__ = ["HUB_ID", "check_number", "check_relative_name", "check_repo_id", "check_seed", "is_int", "is_number",
+__all__ = ["HUB_ID", "check_number", "check_output_apart", "check_relative_name", "check_repo_id", "check_seed", "is_int",
+           "is_number", "overlaps",
            "is_within", "looks_like_hub_id", "safe_join"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -101,13 +102,18 @@ def check_repo_id(repo_id: Any, what: str = "repo id") -> str:
     return repo_id
 
 
+def _num(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
 def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    """``in [a, b]`` / ``in (a, b]`` for two bounds, ``>= a`` / ``< b`` for one."""
     if low is not None and high is not None:
-        return f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {_num(low)}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'<' if high_open else '<='} {_num(high)}"
     return ""
 
 
@@ -132,12 +138,12 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
     except ImportError:  # pragma: no cover
         pass
     if isinstance(value, bool) or not ok_type or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be {kind}{' in ' + text if text else ''}" + (" (or unset)" if allow_none else "")
+        raise ValueError(f"{name} must be {kind}{' ' + text if text else ''}" + (" (or unset)" if allow_none else "")
                          + f", got {value!r}")
     v = float(value)
     if (low is not None and (v < low or (low_open and v == low))) or \
             (high is not None and (v > high or (high_open and v == high))):
-        raise ValueError(f"{name} must be {kind} in {text}" + (" (or unset)" if allow_none else "")
+        raise ValueError(f"{name} must be {kind} {text}" + (" (or unset)" if allow_none else "")
                          + f", got {value!r}")
     return value
 
@@ -145,3 +151,25 @@ def check_number(name: str, value: Any, low: Optional[float] = None, high: Optio
 def check_seed(value: Any, name: str = "seed") -> int:
     """``value`` as an int seed in [0, 2**32 - 1] (what ``torch`` / ``numpy`` seeding accepts), else ``ValueError``."""
     return int(check_number(name, value, 0, 2**32 - 1, integer=True))
+
+
+def overlaps(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
+    """True when path ``a`` is ``b``, lies inside it, or contains it (symlinks resolved; paths need not exist)."""
+    return is_within(a, b) or is_within(b, a)
+
+
+def check_output_apart(output: Union[str, os.PathLike], sources: dict, what: str = "--output") -> None:
+    """Refuse an output path that is, contains or lies inside one of ``sources`` (``{flag: path}``; entries that
+    are not existing local paths — Hub ids, built-in names, None — are skipped). Writing such an output could
+    replace or delete the inputs (``mimcl mine DIR --output DIR --overwrite`` once deleted the videos it read).
+    Raises ``ValueError`` naming both flags and paths; call it before any work."""
+    if output is None:
+        return
+    for flag, source in sources.items():
+        if source is None or not isinstance(source, (str, os.PathLike)) or not os.path.exists(source):
+            continue
+        if overlaps(output, source):
+            how = ("is" if os.path.realpath(output) == os.path.realpath(source)
+                   else "lies inside" if is_within(output, source) else "contains")
+            raise ValueError(f"{what} {os.fspath(output)!r} {how} the input {flag} {os.fspath(source)!r}: writing "
+                             f"it could replace or delete that input; choose an output outside every input")

@@ -189,39 +189,31 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recipe_dir() -> str:
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
-
-
 def cmd_train(argv: Sequence[str]) -> int:
-    """``mimcl train [--recipe NAME|PATH] [flags]``: a recipe's defaults (``recipes/NAME.py``) + flags."""
-    import runpy
-
-    from .train import recipe_main
+    """``mimcl train [--recipe NAME|PATH.py] [flags]``: a recipe's defaults (``mimcl_hub.train.RECIPES`` or a
+    user's recipe file with a ``DEFAULTS`` dict) + flags."""
+    from .train import RECIPES, recipe_main
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--recipe", default=None)
     known, rest = pre.parse_known_args(list(argv))
-    defaults, prog = {}, "mimcl train"
-    if known.recipe:
-        path = known.recipe if known.recipe.endswith(".py") else None
-        if path is None:                         # a recipe NAME stays inside recipes/ (no '..', no absolute path)
-            from ._safety import safe_join
+    if not known.recipe:
+        return recipe_main({}, rest, prog="mimcl train")
+    if known.recipe in RECIPES:
+        recipe = RECIPES[known.recipe]
+        return recipe_main(recipe.defaults(), rest, prog=f"mimcl train --recipe {known.recipe}",
+                           description=recipe.description())
+    if known.recipe.endswith(".py") and os.path.isfile(known.recipe):
+        import runpy
 
-            try:
-                path = str(safe_join(_recipe_dir(), known.recipe + ".py", what="--recipe"))
-            except ValueError as error:
-                print(f"mimcl train: error: {error}", file=sys.stderr)
-                return 2
-        if not os.path.isfile(path):
-            available = sorted(f[:-3] for f in os.listdir(_recipe_dir()) if f.endswith(".py")) \
-                if os.path.isdir(_recipe_dir()) else []
-            print(f"mimcl train: error: no recipe {known.recipe!r} ({path} does not exist); available: "
-                  f"{', '.join(available) or 'none (pass --recipe PATH/TO/recipe.py)'}", file=sys.stderr)
+        defaults = runpy.run_path(known.recipe).get("DEFAULTS")
+        if not isinstance(defaults, dict):
+            print(f"mimcl train: error: --recipe {known.recipe}: the file defines no DEFAULTS dict", file=sys.stderr)
             return 2
-        defaults = runpy.run_path(path).get("DEFAULTS", {})
-        prog = f"mimcl train --recipe {known.recipe}"
-    return recipe_main(defaults, rest, prog=prog)
+        return recipe_main(defaults, rest, prog=f"mimcl train --recipe {known.recipe}")
+    print(f"mimcl train: error: --recipe {known.recipe!r} is neither a recipe name ({', '.join(sorted(RECIPES))}) "
+          "nor an existing recipe file (PATH.py with a DEFAULTS dict)", file=sys.stderr)
+    return 2
 
 
 def cmd_push(args: argparse.Namespace) -> int:

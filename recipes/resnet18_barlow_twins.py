@@ -1,44 +1,20 @@
-r"""ResNet-18 (CIFAR stem) + Barlow Twins in both branches, MI-mined twins.
+"""ResNet-18 (CIFAR stem) + Barlow Twins in both branches.
 
-    python recipes/resnet18_barlow_twins.py                      # CPU: offline default clips, a few minutes
-    accelerate launch recipes/resnet18_barlow_twins.py [--flags]
+Recipe ``resnet18_barlow_twins`` of ``mimcl_hub.train.recipes.RECIPES``, where its settings and papers live:
 
-Barlow Twins (Zbontar et al. 2021, arXiv 2103.03230), solo-learn's CIFAR settings: LARS, lr 0.3 at
-batch 256, weight decay 1e-4, projector 2048-2048-2048, λ = 0.0051, 1000 epochs.
-The cross-correlation is computed over the batch of all processes (differentiable gather).
-
-Paper-scale on GPUs (e.g. 4 GPUs; global batch 256; the kNN monitor on CIFAR-10 test):
-
-    accelerate launch --multi_gpu --num_processes 4 recipes/resnet18_barlow_twins.py \
-        --video_dataset YOUR/video-dataset --eval_dataset uoft-cs/cifar10 --knn_max_train 50000 \
-        --knn_max_test 10000 --knn_every 5000 --save_steps 5000 --mixed_precision bf16 \
-        --optimizer lars --learning_rate 0.3 --weight_decay 1e-4 --per_device_train_batch_size 64 \
-        --num_train_epochs 1000 --max_steps -1 --warmup_ratio 0.01 \
-        --objective_args '{"hidden_dim": 2048, "out_dim": 2048, "lambd": 0.0051}'
-
-CIFAR-100 / STL-10 kNN: ``--eval_dataset uoft-cs/cifar100`` / ``--eval_dataset tanganke/stl10``
-(STL-10 at 96 px: ``--img_size 96``). ``--twin_mode random`` is the paper's ablation, ``--twin_mode
-none`` (or ``--mi_weight 0``) the plain baseline. CPU defaults below: learning rates follow the
-linear scaling rule (lr x batch / 256) for batch 32.
+    python recipes/resnet18_barlow_twins.py [--flags]            # or: accelerate launch recipes/resnet18_barlow_twins.py [--flags]
+    python recipes/resnet18_barlow_twins.py --help               # every flag and the paper-scale command
 """
 
 import sys
 
-from mimcl_hub.train import CPU_RECIPE_DEFAULTS, recipe_main
+from mimcl_hub.train import RECIPES, run_recipe
 
-DEFAULTS = dict(
-    CPU_RECIPE_DEFAULTS,
-    output_dir="outputs/resnet18_barlow_twins",
-    model_name="resnet18_cifar",
-    objective="barlow_twins",
-    optimizer="lars",
-    learning_rate=0.0375,
-    weight_decay=0.0001,
-)
+DEFAULTS = RECIPES["resnet18_barlow_twins"].defaults()
 
 
 def main(argv=None) -> int:
-    return recipe_main(DEFAULTS, argv, prog="resnet18_barlow_twins.py", description=__doc__)
+    return run_recipe("resnet18_barlow_twins", argv)
 
 
 if __name__ == "__main__":

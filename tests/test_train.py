@@ -3,6 +3,7 @@ two-scene dataset): flag validation, checkpoints + encoder folder, SIGKILL resum
 while a checkpoint is written, the output-folder lock, NaN stops, LARS, and a 2-process DDP run."""
 
 import json
+import shutil
 import math
 import os
 import runpy
@@ -17,12 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimcl_hub.train import (CheckpointError, ConfigError, NonFiniteLossError, OutputDirLockedError, TrainConfig,
-                             build_optimizer, latest_checkpoint, list_checkpoints, lr_lambda, parse_config,
-                             resolve_checkpoint, train)
+from mimcl_hub.train import (CheckpointError, ConfigError, FaultPlan, NonFiniteLossError, OutputDirLockedError,
+                             TrainConfig, TrainingInterrupted, build_optimizer, latest_checkpoint, list_checkpoints,
+                             lr_lambda, parse_config, resolve_checkpoint, train)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "vit_simclr.py"
+WITH_FAULTS = Path(__file__).resolve().parent / "train_with_faults.py"
 RECIPES = sorted(p.stem for p in (REPO / "recipes").glob("*.py"))
 
 #: the vit_simclr recipe's defaults: in-process runs use them too, so they equal the subprocess runs
@@ -37,9 +39,12 @@ RESUME = dict(TINY, max_steps=24, save_steps=3)
 
 
 def _env(**extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-    env.pop("MIMCL_DEBUG_NAN_AT_STEP", None)
-    return env
+    return dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+
+
+def _script(faults: dict | None) -> list[str]:
+    """The recipe, or the recipe under a fault plan (tests/train_with_faults.py)."""
+    return [str(RECIPE)] if faults is None else [str(WITH_FAULTS), json.dumps(faults)]
 
 
 def _flags(values: dict) -> list[str]:
@@ -260,9 +265,9 @@ def test_short_run_saves_checkpoints_and_a_loadable_encoder(scenes, tmp_path, mo
 # ----------------------------------------------------------------------------------------------------
 
 
-def _start(out: Path, scenes: str, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(RECIPE), *_flags(dict(RESUME, output_dir=out, video_dataset=scenes))],
-                            env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _start(out: Path, scenes: str, faults: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *_script(faults), *_flags(dict(RESUME, output_dir=out, video_dataset=scenes))],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(scenes, reference, tmp_path):
@@ -289,7 +294,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(scenes, reference, tmp
 
 def test_kill_while_writing_a_checkpoint_never_exposes_it(scenes, reference, tmp_path):
     out = tmp_path / "killed_in_save"
-    proc = _start(out, scenes, MIMCL_DEBUG_KILL_DURING_SAVE="6")
+    proc = _start(out, scenes, faults={"kill_in_checkpoint_at_step": 6})
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == -signal.SIGKILL, log[-3000:]
     ckpts = out / "checkpoints"
@@ -343,17 +348,15 @@ def test_two_runs_on_one_output_dir_do_not_clobber(scenes, tmp_path):
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_nan_loss_stops_with_the_last_good_checkpoint_intact(scenes, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_the_last_good_checkpoint_intact(scenes, tmp_path):
     out = tmp_path / "nan"
-    monkeypatch.setenv("MIMCL_DEBUG_NAN_AT_STEP", "5")
     cfg = dict(TINY, max_steps=8, save_steps=2)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*checkpoint-4"):
-        train(_cfg(out, scenes, cfg))
+        train(_cfg(out, scenes, cfg), faults=FaultPlan(nan_loss_at_step=5))
     assert [s for s, _ in list_checkpoints(out)] == [2, 4] and not (out / "encoder").exists()
     for t in load_file(out / "checkpoints" / "checkpoint-4" / "model.safetensors").values():
         assert torch.isfinite(t).all()
     # the lock was released and the run continues from the good checkpoint
-    monkeypatch.delenv("MIMCL_DEBUG_NAN_AT_STEP")
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(True)
@@ -383,13 +386,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two(out: Path, scenes: str, **env) -> subprocess.CompletedProcess:
+def _launch_two(out: Path, scenes: str, faults: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), str(RECIPE),
+           "--main_process_port", str(_free_port()), *_script(faults),
            *_flags(dict(TINY, per_device_train_batch_size=4, twin_batch_size=4, max_steps=4, save_steps=2,
                         check_sync_every=1, output_dir=out, video_dataset=scenes))]
-    return subprocess.run(cmd, env=_env(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", **env), capture_output=True,
+    return subprocess.run(cmd, env=_env(ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1"), capture_output=True,
                           text=True, timeout=300)
 
 
@@ -407,6 +410,143 @@ def test_two_processes_stay_in_sync(scenes, tmp_path):
 
 
 def test_sync_check_catches_diverged_processes(scenes, tmp_path):
-    proc = _launch_two(tmp_path / "ddp_bad", scenes, MIMCL_DEBUG_DESYNC_AT_STEP="2")
+    proc = _launch_two(tmp_path / "ddp_bad", scenes, faults={"desync_at_step": 2})
     assert proc.returncode != 0
     assert "ProcessesOutOfSyncError" in proc.stderr and "after step 2" in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------
+# the step never waits for the device (issue 13)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_no_host_reads_on_non_logging_steps(scenes, tmp_path, monkeypatch):
+    """Issue 13: losses and logs stay tensors inside a step; the host reads them only at logging steps. Counts
+    ``Tensor.item`` calls anywhere, and ``float(t)`` / ``int(t)`` / ``bool(t)`` of tensors in the training loop and
+    the objectives, between consecutive optimizer steps: zero where neither step logs, checkpoints nor evaluates."""
+    calls: list[str] = []
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append("item") or real_item(self))
+    watched = (os.sep + os.path.join("mimcl_hub", "train") + os.sep, os.sep + os.path.join("mimcl_hub", "objectives") + os.sep)
+    for name in ("__float__", "__int__", "__bool__", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def host_read(self, _real=real, _name=name):
+            caller = sys._getframe(1).f_code.co_filename
+            if any(part in caller for part in watched) and not caller.endswith(os.path.join("train", "data.py")):
+                calls.append(f"{_name} in {os.path.basename(caller)}:{sys._getframe(1).f_lineno}")
+            return _real(self)
+
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    seen: dict[int, int] = {}
+    train(_cfg(tmp_path / "syncs", scenes, max_steps=7, logging_steps=3, save_steps=0, eval_dataset="none"),
+          faults=FaultPlan(after_step=lambda step: seen.__setitem__(step, len(calls))))
+    # between after_step(k - 1) and after_step(k): step k's micro-batch and optimizer step, plus the logging of
+    # step k - 1 when it logs (steps 3, 6 and the last, 7); checkpoints only after the loop (save_steps=0)
+    per_step = {k: seen[k] - seen[k - 1] for k in range(2, 8)}
+    assert {k: per_step[k] for k in (2, 3, 5, 6)} == {2: 0, 3: 0, 5: 0, 6: 0}, calls
+    assert per_step[4] > 0 and per_step[7] > 0         # the logging steps do read (the counter works)
+
+
+# ----------------------------------------------------------------------------------------------------
+# SIGTERM (issue 19 item 16)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(scenes, reference, tmp_path):
+    """Issue 19 item 16: SIGTERM (Slurm, preemptible clouds) saves a checkpoint at the next step boundary and exits
+    cleanly (status 143, one line, no traceback); resuming from it reproduces the uninterrupted run."""
+    out = tmp_path / "terminated"
+    proc = _start(out, scenes)
+    marker = out / "checkpoints" / "checkpoint-3" / "mimcl_checkpoint.json"
+    deadline = time.time() + 180
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, log[-3000:]
+    assert "stopped by SIGTERM after step" in log and "Traceback" not in log, log[-3000:]
+    done = latest_checkpoint(out)
+    stopped_at = int(log.split("stopped by SIGTERM after step ")[1].split(";")[0])
+    assert done is not None and int(done.name.split("-")[1]) == stopped_at and stopped_at < 24
+    assert not (out / "encoder").exists()
+
+    result = train(_cfg(out, scenes, RESUME, resume_from_checkpoint="latest"))
+    assert result.resumed_from == str(done) and result.global_step == 24
+    assert _max_diff(_weights(out), _weights(reference)) <= 1e-4
+
+
+def test_sigterm_in_process_raises_training_interrupted_with_the_checkpoint(scenes, tmp_path):
+    """Issue 19 item 16: the same path in-process: ``train`` raises TrainingInterrupted naming the saved checkpoint."""
+    out = tmp_path / "term_inproc"
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted) as err:
+        train(_cfg(out, scenes, max_steps=6, save_steps=0), faults=FaultPlan(sigterm_at_step=2))
+    # the signal arrives after step 2; processes agree on it as the next step starts, which finishes and is saved
+    assert err.value.step == 3 and err.value.checkpoint == str(out / "checkpoints" / "checkpoint-3")
+    assert [s for s, _ in list_checkpoints(out)] == [3]
+    assert signal.getsignal(signal.SIGTERM) is before                 # the previous handler is back
+
+
+# ----------------------------------------------------------------------------------------------------
+# resume refuses other data or other state shapes (issue 19 item 14)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_resume_refuses_another_dataset_or_head_width_naming_both_values(scenes, reference, tmp_path):
+    """Issue 19 item 14: a resumed run must not mix in other data at the saved batch position, nor load a state of
+    other shapes: the refusal names the setting and both values, before any step."""
+    from mimcl_hub.data import make_scenes, mine_dataset
+
+    other = tmp_path / "other_scenes"
+    mine_dataset(make_scenes(2, seed=1, num_frames=16, height=128, width=128,
+                             cache_dir=str(tmp_path / "cache")), max_side=128).save_to_disk(str(other))
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    with pytest.raises(CheckpointError, match=r"video_dataset: checkpoint '.*scenes' vs now '.*other_scenes'"):
+        train(_cfg(copy, str(other), RESUME, resume_from_checkpoint="latest"))
+    with pytest.raises(CheckpointError, match=r"objective_args: checkpoint \{\} vs now \{'hidden_dim': 64\}"):
+        train(_cfg(copy, scenes, RESUME, resume_from_checkpoint="latest", objective_args='{"hidden_dim": 64}'))
+    with pytest.raises(CheckpointError, match=r"max_side: checkpoint 160 vs now 96"):
+        train(_cfg(copy, scenes, RESUME, resume_from_checkpoint="latest", max_side=96))
+    # the same path with other content (the folder was replaced after the checkpoint): the data fingerprint differs
+    moved = tmp_path / "replaced"
+    shutil.copytree(scenes, moved / "data")
+    train(_cfg(moved / "run", str(moved / "data"), RESUME, max_steps=3, save_steps=3))
+    shutil.rmtree(moved / "data")
+    shutil.copytree(other, moved / "data")
+    with pytest.raises(CheckpointError, match=r"training data fingerprint: checkpoint '.+' vs now '.+'"):
+        train(_cfg(moved / "run", str(moved / "data"), RESUME, max_steps=6, resume_from_checkpoint="latest"))
+    # settings that may change on resume are accepted (a longer run with another learning rate)
+    result = train(_cfg(copy, scenes, RESUME, resume_from_checkpoint="latest", max_steps=25, learning_rate=5e-4))
+    assert result.global_step == 25
+
+
+# ----------------------------------------------------------------------------------------------------
+# CPU threads under accelerate launch (issue 13)
+# ----------------------------------------------------------------------------------------------------
+
+
+THREADS_SCRIPT = """
+import torch
+from mimcl_hub.train.threads import configure_cpu_threads, usable_cores
+set_to = configure_cpu_threads("cpu", 1)
+print("THREADS", torch.get_num_threads(), usable_cores(), set_to)
+"""
+
+
+@pytest.mark.parametrize("user_env,expect", [({}, "cores"), ({"OMP_NUM_THREADS": "1"}, 1)],
+                         ids=["no-config-no-choice", "user-set-OMP_NUM_THREADS"])
+def test_accelerate_launch_without_config_uses_every_core(tmp_path, user_env, expect):
+    """Issue 13: ``accelerate launch`` without a config sets OMP_NUM_THREADS=1; a CPU run still gets
+    cores // processes threads, unless the user set the thread count."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_SCRIPT)
+    env = _env(HF_HOME=str(tmp_path / "hf_home"), **user_env)      # no Accelerate config file anywhere
+    if "OMP_NUM_THREADS" not in user_env:
+        env.pop("OMP_NUM_THREADS", None)
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", str(script)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("THREADS"))
+    threads, cores = int(line.split()[1]), int(line.split()[2])
+    assert threads == (cores if expect == "cores" else expect), proc.stdout + proc.stderr

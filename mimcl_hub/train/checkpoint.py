@@ -32,9 +32,9 @@ raises :class:`OutputDirError` naming the newest complete checkpoint. Before a r
 (:func:`checkpoint_bytes` x (save_total_limit + 1) + the encoder folder), so an unwritable or full disk fails
 before the first step.
 
-Test hook: with ``MIMCL_DEBUG_KILL_DURING_SAVE=<step>`` the process SIGKILLs itself inside
-``save_checkpoint`` after ``save_state`` has written the temporary folder of that step and before
-the rename (the test suite uses it to prove that ``latest`` never sees a partial checkpoint).
+``save_checkpoint(..., before_publish=fn)`` calls ``fn(step)`` after ``save_state`` has written the temporary
+folder and before the rename: the training loop passes its :class:`~mimcl_hub.train.faults.FaultPlan` hook there,
+which the test suite uses to SIGKILL a run at that moment and prove that ``latest`` never sees a partial checkpoint.
 """
 
 from __future__ import annotations
@@ -44,17 +44,16 @@ import logging
 import os
 import re
 import shutil
-import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .._atomic import fsync_path, fsync_tree
 
 __all__ = [
     "CHECKPOINT_MARKER", "CheckpointError", "OutputDirError", "OutputDirLockedError", "TrainingState",
-    "check_free_space", "check_output_dir", "checkpoint_bytes", "checkpoints_dir",
+    "check_free_space", "check_output_dir", "checkpoint_bytes", "checkpoints_dir", "estimate_run_bytes",
     "clean_stale_checkpoints", "delete_checkpoint", "latest_checkpoint", "list_checkpoints", "read_marker", "resolve_checkpoint",
     "rotate_checkpoints", "run_lock", "save_checkpoint",
 ]
@@ -156,6 +155,29 @@ def checkpoint_bytes(modules, optimizer: str = "adamw", momentum: float = 0.9) -
     return int(state + moments * 4 * trainable + 64 * 1024)
 
 
+def estimate_run_bytes(config, backbone, objective, output_dir: str | os.PathLike) -> tuple[int, str]:
+    """Disk a run still needs, and how it was estimated: a checkpoint x (save_total_limit + 1, the rotation's
+    peak) + the encoder folder, less what the checkpoints already in ``output_dir`` occupy (a resumed run reuses
+    their room), + 10 %."""
+    ckpt = checkpoint_bytes([backbone, objective], config.optimizer, config.momentum)
+    if config.save_total_limit is not None:
+        count, how = config.save_total_limit + 1, f"save_total_limit + 1 = {config.save_total_limit + 1}"
+    elif config.max_steps > 0 and config.save_steps:
+        count, how = config.max_steps // config.save_steps + 1, "every checkpoint of the run is kept"
+    else:
+        count, how = 2, "at least 2"
+    encoder = sum(t.numel() * t.element_size() for t in backbone.state_dict().values()) + 1024 * 1024
+    if config.save_heads:
+        encoder += sum(t.numel() * t.element_size() for t in objective.state_dict().values())
+    existing = sum(f.stat().st_size for _, p in list_checkpoints(output_dir)[-(count - 1):] for f in p.rglob("*")
+                   if f.is_file()) if count > 1 else 0
+    need = int(1.1 * max(ckpt + encoder, ckpt * count + encoder - existing))
+    mib = 1024 * 1024
+    return need, (f"a checkpoint is ~{ckpt / mib:.1f} MiB x {how}, the encoder folder ~{encoder / mib:.1f} MiB"
+                  + (f", less {existing / mib:.1f} MiB of checkpoints already there" if existing else "")
+                  + ", +10% margin")
+
+
 def check_free_space(output_dir: str | os.PathLike, needed: int, detail: str = "") -> int:
     """Raise :class:`OutputDirError` when the file system of ``output_dir`` has less than ``needed`` bytes free
     (``shutil.disk_usage``); returns the free bytes."""
@@ -252,16 +274,28 @@ def delete_checkpoint(path: str | os.PathLike) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _debug_kill(step: int) -> None:
-    target = os.environ.get("MIMCL_DEBUG_KILL_DURING_SAVE")
-    if target and target.strip() == str(step):
-        logger.warning("MIMCL_DEBUG_KILL_DURING_SAVE=%s: killing this process inside save_checkpoint", target)
-        os.kill(os.getpid(), signal.SIGKILL)
+def _write_error_reason(error: BaseException, folder: Path) -> str:
+    """Why a checkpoint write failed, in words. A full disk often reaches us without its errno (torch's zip
+    writer raises ``RuntimeError: ... unexpected pos``), so the free space is looked at, not only the type."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return reason
+    if free < 1024 * 1024:
+        return f"No space left on device: {free // 1024} KiB free on the file system of {folder} ({reason})"
+    return reason
 
 
 def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingState, total_limit: Optional[int] = None,
-                    info: Optional[Mapping[str, Any]] = None) -> Path:
-    """Write ``checkpoints/checkpoint-<state.step>`` atomically (see module docstring). All processes call it."""
+                    info: Optional[Mapping[str, Any]] = None,
+                    before_publish: Optional[Callable[[int], None]] = None) -> Path:
+    """Write ``checkpoints/checkpoint-<state.step>`` atomically (see module docstring). All processes call it.
+
+    ``before_publish(step)``, when given, runs after ``save_state`` wrote the temporary folder and before the
+    rename that publishes it (a fault-injection point for tests)."""
     root = checkpoints_dir(output_dir)
     final = root / f"checkpoint-{state.step}"
     tmp = root / f".tmp-checkpoint-{state.step}"
@@ -272,7 +306,8 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
     accelerator.wait_for_everyone()
     try:
         accelerator.save_state(str(tmp))
-        _debug_kill(state.step)
+        if before_publish is not None:
+            before_publish(state.step)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             marker = {"step": state.step, "epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
@@ -294,7 +329,7 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
     except Exception as e:      # e.g. ENOSPC (OSError, safetensors' SafetensorError, torch's RuntimeError)
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        reason = _write_error_reason(e, root)
         raise OutputDirError(f"writing checkpoint {final.name} failed ({reason}); the partial folder was "
                              f"removed, the newest complete checkpoint is {latest_checkpoint(output_dir)} (continue "
                              "with --resume_from_checkpoint latest once the problem is fixed)") from e

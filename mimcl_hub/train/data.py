@@ -822,7 +822,8 @@ class ImageContrastiveDataset(_EpochMixin, torch.utils.data.Dataset):
 
 def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack items into a batch: ``view1``/``view2`` (B, 3, S, S) and, where any item has them,
-    ``twin_a``/``twin_b`` (B, [K,] 3, S, S) and ``twin_valid`` (B[, K]) bool. An item without twin
+    ``twin_a``/``twin_b`` (B, [K,] 3, S, S), ``twin_valid`` (B[, K]) bool and ``twin_count`` (a Python int: the
+    number of valid pairs, which come first in row-major (item, k) order). An item without twin
     keys (e.g. from an image dataset in a ``ConcatDataset``) gets zero crops and ``twin_valid``
     False, so mixed batches still stack; the loss uses ``twin_valid`` to mask."""
     if not items:
@@ -846,7 +847,16 @@ def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, t
 
         for key in _TWIN_KEYS:
             batch[key] = torch.stack([get(item, key) for item in items])
-        batch["twin_valid"] = batch["twin_valid"].to(torch.bool)
+        valid = batch["twin_valid"].to(torch.bool)
+        # valid pairs first (stable order) and their number as a host int: the training loop takes the first n
+        # pairs without reading the device
+        flat = valid.reshape(-1)
+        order = torch.argsort((~flat).to(torch.int8), stable=True)
+        for key in ("twin_a", "twin_b"):
+            pairs = batch[key].reshape(flat.shape[0], *batch[key].shape[valid.ndim:])
+            batch[key] = pairs[order].reshape(batch[key].shape)
+        batch["twin_valid"] = flat[order].reshape(valid.shape)
+        batch["twin_count"] = int(flat.sum())
     return batch
 
 
@@ -1063,3 +1073,19 @@ def build_train_dataset(
         logger.info("video_dataset %s has no twin columns: mining %d clips (max_side=%d)", name, len(ds), max_side)
         ds = mine_dataset(ds, max_side=max_side)
     return TwinContrastiveDataset(load_twin_clips(ds), augment, twin_mode=twin_mode, seed=seed)
+
+
+def source_problem(value) -> Optional[str]:
+    """None when ``value`` is an existing path, a built-in source or looks like a Hub id; else the problem."""
+    from .._safety import looks_like_hub_id
+
+    if not isinstance(value, str) or not value.strip():
+        return f"must be a path or a dataset id, got {value!r}"
+    path = os.path.expanduser(value)
+    if os.path.exists(path):
+        return None
+    if value == "bundled" or re.fullmatch(r"scenes(:[1-9]\d*)?", value):
+        return None
+    if not looks_like_hub_id(value) or value.endswith("/"):
+        return f"{value!r}: no such file or folder"
+    return None
