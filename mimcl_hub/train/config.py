@@ -15,7 +15,6 @@ import difflib
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Mapping, Optional, Sequence
@@ -24,8 +23,6 @@ __all__ = ["ConfigError", "TrainConfig", "config_parser", "parse_config"]
 
 #: Accelerate trackers accepted by --report_to (plus "auto", "all" and "none").
 TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 class ConfigError(ValueError):
@@ -299,12 +296,14 @@ class TrainConfig:
                 bad(name, f"must be an int >= 1 (or unset for all), got {v!r}")
 
         # datasets (paths must exist; hub ids are checked when loaded)
+        from ..data.resolve import source_problem
+
         if self.video_dataset is not None:
-            problem = _dataset_problem(self.video_dataset)
+            problem = source_problem(self.video_dataset)
             if problem:
                 bad("video_dataset", problem)
         if self.eval_dataset not in ("digits", "none"):
-            problem = _dataset_problem(self.eval_dataset)
+            problem = source_problem(self.eval_dataset)
             if problem:
                 bad("eval_dataset", problem + "; or use 'digits' (offline) or 'none'")
 
@@ -356,20 +355,6 @@ def _json_dict(value: Optional[str], flag: str) -> dict:
     if not isinstance(out, dict):
         raise ConfigError(f"--{flag}: must be a JSON object (dict), got {value!r}")
     return out
-
-
-def _dataset_problem(value: str) -> Optional[str]:
-    """None when ``value`` is an existing path, a built-in source or looks like a Hub id; else the problem."""
-    if not isinstance(value, str) or not value.strip():
-        return f"must be a path or a dataset id, got {value!r}"
-    path = os.path.expanduser(value)
-    if os.path.exists(path):
-        return None
-    if value == "bundled" or re.fullmatch(r"scenes(:\d+)?", value):
-        return None
-    if os.path.isabs(path) or value.startswith((".", "~")) or value.endswith(("/", os.sep)) or not _HUB_ID.match(value):
-        return f"{value!r}: no such file or folder"
-    return None
 
 
 # ----------------------------------------------------------------------------------------------------

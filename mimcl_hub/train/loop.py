@@ -285,7 +285,7 @@ def _debug_desync(backbone: nn.Module, accelerator, step: int) -> None:
 
 
 def _hub_dataset_ids(*values: Optional[str]) -> list[str]:
-    from .config import _HUB_ID
+    from .._safety import HUB_ID as _HUB_ID
 
     return [v for v in values if v and v not in ("digits", "none", "bundled") and not os.path.exists(v)
             and "/" in v and _HUB_ID.match(v)]
@@ -367,7 +367,7 @@ def _train(config: TrainConfig, accelerator) -> TrainResult:
     from ..hub import save_encoder
     from ..models import backbone_data_config, create_backbone
     from ..objectives import build_infoaug, unwrap_model
-    from .data import AugmentConfig, build_train_dataset, collate_contrastive
+    from ..data import AugmentConfig, build_train_dataset, collate_contrastive
 
     t_start = time.time()
     out_dir = Path(config.output_dir)
