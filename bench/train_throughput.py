@@ -219,8 +219,8 @@ def peer_runners(config, workers: int):
 
     from mimcl_hub.models import backbone_data_config, create_backbone
     from mimcl_hub.objectives import build_objective
-    from mimcl_hub.train.data import (AugmentConfig, TwinContrastiveDataset, collate_contrastive,
-                                      default_video_dataset, load_twin_clips)
+    from mimcl_hub.data import (AugmentConfig, TwinContrastiveDataset, collate_contrastive,
+                                default_video_dataset, load_twin_clips)
 
     data_cfg = backbone_data_config(create_backbone(config.model_name, img_size=config.img_size))
     mean, std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])

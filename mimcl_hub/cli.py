@@ -57,84 +57,6 @@ def _twin_options(args: argparse.Namespace) -> dict:
     )
 
 
-def _is_saved_dataset(path: str) -> bool:
-    return os.path.isdir(path) and (
-        os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(os.path.join(path, "state.json"))
-    )
-
-
-def _as_clip_dataset(ds, source: str, video_column: str, window: int):
-    """Clip rows as they are (a ``frames`` column, or lazy ``video``/``start``/``num_frames`` rows);
-    a dataset with a video column is cut into shot windows with ``hf_video_clips``."""
-    from .data import hf_video_clips
-
-    columns = set(ds.column_names)
-    if "frames" in columns or {"start", "num_frames"} <= columns:
-        return ds
-    if video_column in columns:
-        return hf_video_clips(ds, video_column=video_column, window=window)
-    raise ClipError(
-        f"{source}: no clip columns (frames, or video/start/num_frames) and no video column "
-        f"{video_column!r}; columns are {sorted(columns)} (set --video_column)"
-    )
-
-
-def load_clip_source(source: str, window: int = 24, video_column: str = "video", split: str = "train",
-                     limit: Optional[int] = None, seed: int = 0):
-    """Resolve a SOURCE string (see module docstring) into a clip ``datasets.Dataset``."""
-    import datasets
-
-    from .data import bundled_clips, folder_clips, make_scenes, video_clips
-
-    if window < 2:
-        raise ValueError(f"--window must be >= 2 frames, got {window}")
-    if source == "bundled":
-        ds = bundled_clips(window=window)
-    elif source == "scenes" or source.startswith("scenes:"):
-        count = source.partition(":")[2] or "8"
-        if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"scenes source must be scenes:N with N >= 1, got {source!r}")
-        ds = make_scenes(int(count), seed=seed, num_frames=max(window, 8))
-    elif _is_saved_dataset(source):
-        ds = datasets.load_from_disk(source)
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise ValueError(f"{source}: no split {split!r} (has {sorted(ds)})")
-            ds = ds[split]
-        ds = _as_clip_dataset(ds, source, video_column, window)
-    elif os.path.isdir(source):
-        ds = folder_clips(source, window=window)
-    elif os.path.isfile(source):
-        ds = video_clips([source], window=window)
-    elif os.path.exists(source):
-        raise ClipError(f"{source}: not a video file, a folder or a saved dataset")
-    elif "/" in source and not source.startswith((".", "/")):
-        ds = _as_clip_dataset(datasets.load_dataset(source, split=split), source, video_column, window)
-    else:
-        raise ClipError(
-            f"unknown clip source {source!r}: use 'bundled', 'scenes:N', a video file, a folder, "
-            f"a saved dataset or an HF dataset id (ORG/NAME)"
-        )
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
-        ds = ds.select(range(min(limit, len(ds))))
-    return ds
-
-
-def save_dataset_atomically(dataset, output: str, overwrite: bool = False) -> str:
-    """``save_to_disk`` into a temporary sibling folder, then rename: a crash never leaves a
-    half-written dataset at ``output``."""
-    from ._atomic import atomic_folder
-
-    output = os.path.abspath(output)
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output} already exists (pass --overwrite to replace it)")
-    with atomic_folder(output, overwrite=overwrite) as tmp:
-        dataset.save_to_disk(str(tmp))
-    return output
-
-
 def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], options: dict) -> str:
     """Draw the twins of one clip (``index``, default: the clip with the most twins)."""
     import numpy as np
@@ -161,7 +83,7 @@ def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], 
 
 def cmd_mine(args: argparse.Namespace) -> int:
     from ._safety import check_number
-    from .data import mine_dataset, mining_report
+    from .data import load_clip_source, mine_dataset, mining_report, save_dataset_atomically
     from .mi.twins import TwinOptions
 
     options = _twin_options(args)

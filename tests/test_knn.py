@@ -119,3 +119,101 @@ def test_knn_from_a_saved_image_dataset(tmp_path):
     split(10).save_to_disk(str(tmp_path / "only_train"))        # no test split: an 80/20 split of train
     train, test = load_knn_datasets(str(tmp_path / "only_train"), img_size=8)
     assert (len(train), len(test)) == (8, 2)
+
+
+def _photos(n: int, size: tuple = (12, 10)) -> list:
+    """Small real photos (crops of scikit-learn's sample images), uint8 (H, W, 3)."""
+    import cv2
+    from sklearn.datasets import load_sample_image
+
+    photos = [load_sample_image(name) for name in ("china.jpg", "flower.jpg")]
+    return [cv2.resize(photos[i % 2][20 * i:20 * i + 200, 30 * i:30 * i + 160], size[::-1], interpolation=cv2.INTER_AREA)
+            for i in range(n)]
+
+
+def _labelled(images, feature) -> "datasets.Dataset":
+    import datasets
+
+    features = datasets.Features({"img": feature, "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    return datasets.Dataset.from_dict({"img": list(images), "label": [i % 3 for i in range(len(images))]},
+                                      features=features)
+
+
+def test_knn_float_images_use_the_one_conversion(tmp_path):
+    """issue 13: a saved dataset of float [0, 1] images (Array3D float32) is read as x * 255, decided by the
+    column's feature type: it gives exactly the pixels of its uint8 version; floats outside [0, 1] are refused
+    naming the row and the column."""
+    import datasets
+
+    photos = _photos(9)
+    unit = [p.astype(np.float32) / 255 for p in photos]
+    unit[0] = unit[0] * 0.02  # one very dark picture is read by the same rule as the others
+    photos[0] = np.rint(unit[0] * np.float32(255)).astype(np.uint8)
+    as_float = _labelled(unit, datasets.Array3D(shape=(12, 10, 3), dtype="float32"))
+    as_uint8 = _labelled(photos, datasets.Array3D(shape=(12, 10, 3), dtype="uint8"))
+    as_float.save_to_disk(str(tmp_path / "float"))
+    as_uint8.save_to_disk(str(tmp_path / "uint8"))
+    f_train, f_test = load_knn_datasets(str(tmp_path / "float"), img_size=12)
+    u_train, u_test = load_knn_datasets(str(tmp_path / "uint8"), img_size=12)
+    assert f_train.images.dtype == np.uint8 and f_train.images.shape == (7, 12, 12, 3)
+    np.testing.assert_array_equal(f_train.images, u_train.images)
+    np.testing.assert_array_equal(f_test.images, u_test.images)
+    assert torch.equal(f_test[1][0], u_test[1][0])
+
+    unit[5] = unit[5] * 255  # grey levels stored as float
+    _labelled(unit, datasets.Array3D(shape=(12, 10, 3), dtype="float32")).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"row 5 of column 'img': float pixels range over .*outside \[0, 1\]"):
+        load_knn_datasets(str(tmp_path / "bad"), img_size=8)
+
+
+def test_knn_16bit_pngs_are_scaled_not_clipped(tmp_path):
+    """issue 19 item 5: 16-bit PNGs came out almost white (``convert("RGB")`` clips every value above 255);
+    they are scaled round(x * 255 / 65535)."""
+    import cv2
+    import datasets
+
+    paths, expected = [], []
+    for i, photo in enumerate(_photos(6)):
+        grey16 = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257 + np.uint16(i)  # real 16-bit data
+        paths.append(str(tmp_path / f"grey16_{i}.png"))
+        assert cv2.imwrite(paths[-1], grey16)
+        expected.append((grey16.astype(np.uint32) * 255 + 32767) // 65535)
+    ds = _labelled(paths, datasets.Image())
+    assert ds[0]["img"].mode == "I;16"
+    datasets.DatasetDict({"train": ds, "test": ds.select([1, 4])}).save_to_disk(str(tmp_path / "png16"))
+    train, test = load_knn_datasets(str(tmp_path / "png16"), img_size=12)  # 12x10 -> 12x12: width resized only
+    expected = np.stack([cv2.resize(np.repeat(e.astype(np.uint8)[..., None], 3, -1), (12, 12),
+                                    interpolation=cv2.INTER_LINEAR) for e in expected])
+    np.testing.assert_array_equal(train.images, expected)
+    np.testing.assert_array_equal(test.images, expected[[1, 4]])
+    assert (train.images == 255).mean() < 0.05  # not almost white
+
+
+def test_knn_memory_does_not_scale_with_the_largest_image(tmp_path):
+    """issue 19 item 7: images of mixed sizes were all resized up to the largest before the resize to the
+    model's size (100 images with one 3000x3000 photo peaked at 5.2 GB). Each image is now resized on its own
+    straight to the evaluation size: what is held is (N, S, S, 3) uint8, and the traced peak stays near one
+    copy of the large image (the old code peaked at ~136 MB on this case: 7 copies at 1500x1500, twice)."""
+    import tracemalloc
+
+    import datasets
+    from PIL import Image
+
+    import mimcl_hub.data.images  # noqa: F401  (imported before measuring)
+
+    yy, xx = np.mgrid[0:1500, 0:1500]
+    large = np.stack([xx * 255 // 1499, yy * 255 // 1499, (xx + yy) * 255 // 2998], -1).astype(np.uint8)
+    images = [Image.fromarray(p) for p in _photos(6, size=(16, 16))] + [Image.fromarray(large)]
+    ds = _labelled(images, datasets.Image())
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "mixed"))
+    tracemalloc.start()
+    try:
+        train, test = load_knn_datasets(str(tmp_path / "mixed"), img_size=8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert train.images.shape == test.images.shape == (7, 8, 8, 3) and train.images.dtype == np.uint8
+    assert peak < 3 * large.nbytes, f"peak {peak / 2**20:.1f} MiB for a {large.nbytes / 2**20:.1f} MiB image"
+    import cv2
+
+    np.testing.assert_array_equal(train.images[6], cv2.resize(large, (8, 8), interpolation=cv2.INTER_AREA))

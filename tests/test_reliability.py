@@ -86,7 +86,8 @@ def _bad_rows(tmp: Path, bundled: dict) -> dict:
                             "frames_too_large"),
         "nan": ({"frames": nan}, "non_finite"),
         "inf": ({"frames": inf}, "non_finite"),
-        "float_0_1": ({"frames": good / 255.0}, "bad_dtype"),
+        "float_0_1": ({"frames": good / 255.0}, ""),                   # issue 13: [0, 1] floats are scaled by 255
+        "float_above_1": ({"frames": good.astype(np.float32)}, "bad_dtype"),   # floats outside [0, 1]: refused
         "bool": ({"frames": good > 128}, "bad_dtype"),
         "complex": ({"frames": good.astype(np.complex64)}, "bad_dtype"),
         "int_above_255": ({"frames": good.astype(np.int32) * 300}, "bad_dtype"),
@@ -114,7 +115,7 @@ def _bad_rows(tmp: Path, bundled: dict) -> dict:
 BAD_ROW_NAMES = [  # the keys of _bad_rows, listed here for the parametrize ids
     "zero_frames", "one_frame", "one_frame_list", "empty_list", "fewer_than_ksg_needs", "grey_converted",
     "grey_1ch_converted", "rgba_converted", "uint16_scaled", "uint16_strict", "grey_strict", "huge_frames",
-    "huge_frame_list", "nan", "inf", "float_0_1", "bool", "complex", "int_above_255", "negative_int", "strings",
+    "huge_frame_list", "nan", "inf", "float_0_1", "float_above_1", "bool", "complex", "int_above_255", "negative_int", "strings",
     "ragged_list", "five_dims", "two_channels", "channels_first", "too_small_for_grid", "zero_width",
     "missing_columns", "frames_and_video_none", "start_is_a_float", "missing_file", "a_folder_not_a_file",
     "random_bytes", "empty_bytes", "truncated_mp4", "text_named_mp4", "start_beyond_end",

@@ -212,7 +212,7 @@ def test_load_frames_array_and_lists(carphone):
     np.testing.assert_array_equal(load_clip_frames({"clip_id": "c", "frames": pil}), clip)
     nested = clip.tolist()  # HF Array4D in python format gives nested lists of ints
     np.testing.assert_array_equal(load_clip_frames({"clip_id": "d", "frames": nested}), clip)
-    as_float = clip.astype(np.float32)  # integer grey levels stored as float: lossless
+    as_float = clip.astype(np.float32) / 255  # float frames are [0, 1] intensities (issue 13): x * 255, rounded
     np.testing.assert_array_equal(load_clip_frames({"clip_id": "e", "frames": as_float}, strict_format=True), clip)
     small = load_clip_frames({"clip_id": "f", "frames": clip}, max_side=88)
     assert small.shape == (5, 72, 88, 3)
@@ -263,7 +263,7 @@ def test_load_clip_frames_errors(tmp_path, carphone):
         ({"clip_id": "corrupt-bytes", "video_bytes": b"\x01\x02garbage" * 500, "start": 0, "num_frames": 16}, "cannot be opened"),
         ({"clip_id": "no-source", "video": None, "video_bytes": None}, "no 'frames', 'video' or 'video_bytes'"),
         ({"clip_id": "nan-frames", "frames": nan}, "NaN"),
-        ({"clip_id": "unit-float", "frames": clip.astype(np.float32) / 255}, "ambiguous"),
+        ({"clip_id": "grey-level-float", "frames": clip.astype(np.float32)}, r"outside \[0, 1\]"),  # issue 13
         ({"clip_id": "neg-float", "frames": clip.astype(np.float32) - 10}, "not integer grey levels"),
         ({"clip_id": "big-ints", "frames": clip.astype(np.int32) * 300}, "outside 0..255"),
         ({"clip_id": "one-frame", "frames": clip[:1]}, "at least 2"),

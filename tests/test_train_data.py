@@ -1,4 +1,4 @@
-"""The InfoAug dual-branch training data (mimcl_hub.train.data): items, determinism, twin pairs,
+"""The InfoAug dual-branch training data (mimcl_hub.data: augment, clipbank, contrastive, resolve, default): items, determinism, twin pairs,
 crops centred on the tracks, collation, image datasets, the dataset factory and bad input."""
 
 import time
@@ -10,7 +10,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from mimcl_hub.data import bundled_clips, load_clip_frames, make_scenes, mine_dataset
-from mimcl_hub.train.data import (
+from mimcl_hub.data import (
     AugmentConfig,
     ClipBank,
     ImageContrastiveDataset,
@@ -241,7 +241,7 @@ def test_twin_windows_are_clamped_inside_the_frame_and_padded_when_larger():
 
 
 def test_hue_adjustment_matches_torchvision():
-    from mimcl_hub.train.data import _adjust_hue
+    from mimcl_hub.data.augment import adjust_hue as _adjust_hue
 
     x = torch.rand(3, 20, 24)
     x[:, :3, :3] = 0.5
@@ -416,3 +416,94 @@ def test_default_video_dataset_is_cached(tmp_path):
     assert len(mined) == 20 and set(mined["source"]) == {"bundled", "scene"} and not any(mined["mine_error"])
     bank = load_twin_clips(mined)
     assert bank.num_frames == 20 * 24 and len(bank.twin_pairs()) > 100
+
+
+# --------------------------------------------------------------------------------------------
+# pixels of image datasets (issue 13: one conversion, decided by the column's feature type)
+# --------------------------------------------------------------------------------------------
+
+
+def _sample_pictures(n: int = 6) -> list:
+    """Small real photos: crops of scikit-learn's sample images (china.jpg, flower.jpg), 48x64 uint8 RGB."""
+    import cv2
+
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    photos = [sklearn_datasets.load_sample_image(name) for name in ("china.jpg", "flower.jpg")]
+    return [cv2.resize(photos[i % 2][30 * i:30 * i + 240, 50 * i:50 * i + 320], (64, 48), interpolation=cv2.INTER_AREA)
+            for i in range(n)]
+
+
+def _array_dataset(images, dtype: str) -> datasets.Dataset:
+    features = datasets.Features({"image": datasets.Array3D(shape=images[0].shape, dtype=dtype)})
+    return datasets.Dataset.from_dict({"image": list(images)}, features=features)
+
+
+def test_float_image_dataset_trains_on_the_right_pixels(tmp_path):
+    """issue 13: a float [0, 1] image dataset (Array3D float32) gives exactly the views of its uint8 version.
+    (The old ``astype(np.uint8)`` turned every [0, 1] pixel into 0 or 1: black frames, without a word.)"""
+    pictures = _sample_pictures()
+    as_uint8 = _array_dataset(pictures, "uint8")
+    as_float = _array_dataset([p.astype(np.float32) / 255 for p in pictures], "float32")
+    from PIL import Image
+
+    as_pil = datasets.Dataset.from_dict({"image": [Image.fromarray(p) for p in pictures]},
+                                        features=datasets.Features({"image": datasets.Image()}))
+    aug = AugmentConfig(img_size=24)
+    ref = ImageContrastiveDataset(as_uint8, aug, seed=5)
+    got = ImageContrastiveDataset(as_float, aug, seed=5)
+    pil = ImageContrastiveDataset(as_pil, aug, seed=5)
+    for i in range(len(pictures)):
+        assert torch.equal(got.image(i), torch.from_numpy(pictures[i]).permute(2, 0, 1))
+        assert _same(got[i], ref[i]) and _same(pil[i], ref[i])
+    assert float(got.image(0).float().mean()) > 50  # a real photo, not black frames
+
+    as_float.save_to_disk(str(tmp_path / "float_images"))
+    built = build_train_dataset(str(tmp_path / "float_images"), "none", aug, seed=5)
+    assert isinstance(built, ImageContrastiveDataset) and _same(built[3], ref[3])
+
+
+def test_float_image_dataset_outside_unit_range_is_refused(tmp_path):
+    """issue 13: floats outside [0, 1] (e.g. grey levels 0..255 stored as float) are refused with a
+    ValueError naming the column and the row, when the dataset is built (not in a DataLoader worker)."""
+    pictures = _sample_pictures()
+    grey_levels = _array_dataset([p.astype(np.float32) for p in pictures], "float32")
+    with pytest.raises(ValueError, match=r"row 0 of column 'image'.*outside \[0, 1\]"):
+        ImageContrastiveDataset(grey_levels, AugmentConfig())
+    unit = [p.astype(np.float32) / 255 for p in pictures]
+    unit[4] = unit[4] * 1.5  # one bad row among good ones: found by the whole-column check
+    one_bad = _array_dataset(unit, "float32")
+    with pytest.raises(ValueError, match=r"row 4 of column 'image': float pixels range over \[0\.0176471, 1\.49412\]"):
+        ImageContrastiveDataset(one_bad, AugmentConfig())
+    nan = [p.copy() for p in unit[:4]]
+    nan[2][5, 5, 1] = np.nan
+    with pytest.raises(ValueError, match="row 2 of column 'image'.*NaN"):
+        ImageContrastiveDataset(_array_dataset(nan, "float32"), AugmentConfig())
+    one_bad.save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(ValueError, match=r"row 4 of column 'image'.*outside \[0, 1\]"):
+        build_train_dataset(str(tmp_path / "bad"), "none", AugmentConfig(), seed=0)
+    assert len(ImageContrastiveDataset(one_bad.select([0, 1, 2, 3, 5]), AugmentConfig())) == 5  # selections: their rows only
+
+
+def test_augment_config_is_checked_once_and_frozen():
+    import dataclasses
+
+    aug = AugmentConfig(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], crop_scale=[0.3, 0.9])
+    assert aug.mean == (0.5, 0.5, 0.5) and aug.std == (0.25, 0.25, 0.25) and aug.crop_scale == (0.3, 0.9)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        aug.img_size = 4
+    assert all("check" in f.metadata for f in dataclasses.fields(AugmentConfig))
+    for bad, name in [(dict(img_size=True), "img_size"), (dict(img_size=16.0), "img_size"), (dict(std=(1, 0, 1)), "std"),
+                      (dict(mean=(0.5, 0.5)), "mean"), (dict(twin_context=0), "twin_context"),
+                      (dict(twin_scale_jitter=1.0), "twin_scale_jitter"), (dict(jitter_strength=float("nan")), "jitter_strength"),
+                      (dict(crop_scale=(0.0, 1.0)), "crop_scale")]:
+        with pytest.raises(ValueError, match=f"invalid AugmentConfig: {name}="):
+            AugmentConfig(**bad)
+
+
+def test_bank_keeps_the_mined_dataset(mined, bank):
+    assert bank.mined is mined and [mined[r]["clip_id"] for r in bank.rows] == bank.clip_ids
+    by_hand = ClipBank(list(bank.frames), list(bank.boxes), list(bank.twin), list(bank.valid), list(bank.tracks))
+    assert by_hand.mined is None
+    with pytest.raises(ValueError, match="mined must be a datasets.Dataset"):
+        ClipBank(list(bank.frames), list(bank.boxes), list(bank.twin), list(bank.valid), list(bank.tracks),
+                 mined={"twin": []})

@@ -35,6 +35,7 @@ import datasets
 import numpy as np
 from tqdm.auto import tqdm
 
+from mimcl_hub.data.images import ImageError, channels_to_rgb, pixel_array, pixels_to_uint8
 from mimcl_hub.data.video import (
     DEFAULT_CUT_FACTOR,
     VideoSource,
@@ -415,66 +416,50 @@ def _row_int(row: Mapping[str, Any], key: str, default, clip_id: str):
     return int(value)
 
 
-def _as_frame_array(item: Any, index: int, clip_id: str, strict_format: bool) -> np.ndarray:
-    """One frame of a list (PIL image, array or nested list) -> ndarray (H, W[, C])."""
-    if hasattr(item, "mode") and hasattr(item, "convert"):  # a PIL image
-        if item.mode not in ("RGB", "L", "RGBA") and not item.mode.startswith("I;16"):
-            if strict_format:
-                raise ClipError(f"clip {clip_id}: frame {index} is a PIL image in mode {item.mode!r}; strict_format needs RGB",
-                                reason="bad_format")
-            item = item.convert("RGB")  # palette, CMYK, YCbCr, 1-bit ... -> RGB (PIL's conversion)
-    return np.asarray(item)
-
-
 def frames_to_uint8_rgb(frames: Any, clip_id: str = "<frames>", strict_format: bool = False) -> np.ndarray:
     """Validate frames and return them as a C-contiguous (T, H, W, 3) uint8 RGB array (T >= 2).
 
-    ``frames`` is an array-like (numpy, torch CPU tensor, nested lists) or a list of frames.
+    ``frames`` is an array-like (numpy, torch CPU tensor, nested lists) or a list of frames (PIL images or
+    (H, W[, C]) arrays). Pixel values follow the one rule of :mod:`mimcl_hub.data.images`, decided by the
+    dtype (a PIL frame by its mode): uint8 as is; floats must lie in [0, 1] and are scaled by 255 (rounded);
+    uint16 / PIL ``I;16*`` / ``I`` are scaled ``round(x * 255 / 65535)``; other integers only in 0..255;
+    bool / complex / object refused.
 
-    Always accepted (lossless): uint8; any integer or float dtype whose values are all integers in
-    0..255 (e.g. nested Python lists, or uint8 frames stored as float) — except floats whose
-    maximum is in (0, 1], which are ambiguous (a [0, 1]-scaled image?) and raise.
+    Converted only when ``strict_format=False`` (default; with True each raises ClipError ``bad_format``):
+    grey (T, H, W) or (T, H, W, 1) -> RGB by repeating the channel; RGBA (T, H, W, 4) -> RGB by dropping
+    alpha (not composited); 16-bit -> 8-bit; PIL images in modes other than RGB / L / RGBA / 16-bit / F ->
+    ``image.convert("RGB")``.
 
-    Converted only when ``strict_format=False`` (default; with True each raises ClipError):
-
-    - grey (T, H, W) or (T, H, W, 1) -> RGB by repeating the channel;
-    - RGBA (T, H, W, 4) -> RGB by dropping alpha (not composited);
-    - uint16 -> uint8 by scaling ``round(x * 255 / 65535)`` (always, even if all values are <= 255);
-    - PIL images in other modes than RGB / L / RGBA / I;16 -> ``image.convert("RGB")``.
-
-    Raises ClipError (message contains ``clip_id``) for: NaN or infinite values, other float
-    ranges, negative values or integers above 255 in non-uint16 dtypes, bool / complex / object
-    data, wrong ndim or channel count (channels-first input gets a hint), frames of different
-    sizes in a list, fewer than 2 frames, empty frames.
+    Raises ClipError (message contains ``clip_id``; ``reason`` a :data:`mimcl_hub.errors.CLIP_ERROR_REASONS`
+    code) for: NaN or infinite values, floats outside [0, 1], negative values or integers above 255 in
+    dtypes other than uint16, bool / complex / object data, wrong ndim or channel count (channels-first input
+    gets a hint), frames of different sizes in a list, fewer than 2 frames, empty frames.
     """
-    if isinstance(frames, np.ndarray) and frames.dtype == object and frames.ndim == 1:
-        frames = list(frames)  # a column of per-frame arrays / images (ragged, or PIL images)
-    if isinstance(frames, (list, tuple)):
-        if len(frames) < 2:
-            raise ClipError(f"clip {clip_id}: has {len(frames)} frame(s); a clip needs at least 2",
-                            reason="too_few_frames")
-        items = [_as_frame_array(f, i, clip_id, strict_format) for i, f in enumerate(frames)]
-        _check_frame_pixels(items[0].shape, 0, clip_id)
-        for i, item in enumerate(items[1:], start=1):
-            if item.shape != items[0].shape:
-                raise ClipError(
-                    f"clip {clip_id}: frames have different sizes: frame 0 is {items[0].shape}, "
-                    f"frame {i} is {item.shape}", reason="bad_shape"
-                )
-        array = np.stack(items)
-    else:
-        try:
-            array = np.asarray(frames)
-        except (ValueError, TypeError) as exc:  # e.g. ragged nested lists
-            raise ClipError(f"clip {clip_id}: frames cannot be read as an array: {exc}", reason="bad_shape") from exc
-        _check_frame_pixels(array.shape, 1, clip_id)
-    array = _to_uint8(array, clip_id, strict_format)
-    array = _to_rgb_channels(array, clip_id, strict_format)
+    what = f"clip {clip_id}"
+    try:
+        if isinstance(frames, np.ndarray) and frames.dtype == object and frames.ndim == 1:
+            frames = list(frames)  # a column of per-frame arrays / images (ragged, or PIL images)
+        if isinstance(frames, (list, tuple)):
+            if len(frames) < 2:
+                raise ClipError(f"{what}: has {len(frames)} frame(s); a clip needs at least 2", reason="too_few_frames")
+            items = [pixel_array(f, f"{what}: frame {i}", strict_format=strict_format) for i, f in enumerate(frames)]
+            _check_frame_pixels(items[0].shape, 0, clip_id)
+            for i, item in enumerate(items[1:], start=1):
+                if item.shape != items[0].shape:
+                    raise ClipError(f"{what}: frames have different sizes: frame 0 is {items[0].shape}, "
+                                    f"frame {i} is {item.shape}", reason="bad_shape")
+            array = np.stack(items)
+        else:
+            array = pixel_array(frames, what)
+            _check_frame_pixels(array.shape, 1, clip_id)
+        array = pixels_to_uint8(array, what, strict_format)
+        array = channels_to_rgb(array, what, 1, strict_format)
+    except ImageError as error:
+        raise ClipError(str(error), reason=error.reason) from None
     if array.shape[0] < 2:
-        raise ClipError(f"clip {clip_id}: has {array.shape[0]} frame(s); a clip needs at least 2",
-                        reason="too_few_frames")
+        raise ClipError(f"{what}: has {array.shape[0]} frame(s); a clip needs at least 2", reason="too_few_frames")
     if array.shape[1] == 0 or array.shape[2] == 0:
-        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})", reason="empty_frames")
+        raise ClipError(f"{what}: frames are empty (shape {array.shape})", reason="empty_frames")
     return np.ascontiguousarray(array)
 
 
@@ -488,70 +473,3 @@ def _check_frame_pixels(shape: tuple, first_spatial: int, clip_id: str) -> None:
                 f"clip {clip_id}: frames of {h}x{w} pixels are larger than the limit of {MAX_FRAME_PIXELS} pixels "
                 "(mimcl_hub.errors.MAX_FRAME_PIXELS); downscale them first (decode video files with max_side)",
                 reason="frames_too_large")
-
-
-def _to_uint8(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    kind = array.dtype.kind
-    if kind not in "uif":
-        raise ClipError(f"clip {clip_id}: frames have unsupported dtype {array.dtype} (expected uint8)",
-                        reason="bad_dtype")
-    if array.size == 0:
-        raise ClipError(f"clip {clip_id}: frames are empty (shape {array.shape})", reason="empty_frames")
-    if kind == "f":
-        if np.isnan(array).any():
-            raise ClipError(f"clip {clip_id}: frames contain NaN values", reason="non_finite")
-        if not np.isfinite(array).all():
-            raise ClipError(f"clip {clip_id}: frames contain infinite values", reason="non_finite")
-    if kind == "u" and array.dtype.itemsize == 2:  # 16-bit: always scaled, whatever the values
-        if strict_format:
-            raise ClipError(f"clip {clip_id}: frames are 16-bit ({array.dtype}); strict_format needs uint8",
-                            reason="bad_format")
-        return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    lo, hi = array.min(), array.max()
-    if kind == "f":
-        if lo >= 0 and 0 < hi <= 1:
-            raise ClipError(
-                f"clip {clip_id}: float frames in [{lo:g}, {hi:g}] are ambiguous (a [0, 1] scale?); "
-                "convert them explicitly, e.g. (frames * 255).round().astype(np.uint8)", reason="bad_dtype"
-            )
-        if lo < 0 or hi > 255 or not np.array_equal(array, np.round(array)):
-            raise ClipError(
-                f"clip {clip_id}: float frames (dtype {array.dtype}, range [{lo:g}, {hi:g}]) are not "
-                "integer grey levels in 0..255; convert them to uint8 explicitly", reason="bad_dtype"
-            )
-        return array.astype(np.uint8)
-    if lo < 0 or hi > 255:
-        raise ClipError(
-            f"clip {clip_id}: integer frames (dtype {array.dtype}) range over [{lo}, {hi}], outside 0..255; "
-            "convert them to uint8 explicitly", reason="bad_dtype"
-        )
-    return array.astype(np.uint8)
-
-
-def _to_rgb_channels(array: np.ndarray, clip_id: str, strict_format: bool) -> np.ndarray:
-    if array.ndim == 3:
-        if strict_format:
-            raise ClipError(f"clip {clip_id}: frames are grey (T, H, W) {array.shape}; strict_format needs (T, H, W, 3)",
-                            reason="bad_format")
-        return np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 4:
-        raise ClipError(
-            f"clip {clip_id}: frames must have shape (T, H, W, 3) (or (T, H, W) grey / (T, H, W, 4) RGBA), "
-            f"got {array.ndim} dimensions {array.shape}", reason="bad_shape"
-        )
-    channels = array.shape[-1]
-    if channels == 3:
-        return array
-    if channels in (1, 4) and strict_format:
-        kind = "grey" if channels == 1 else "RGBA"
-        raise ClipError(f"clip {clip_id}: frames are {kind} {array.shape}; strict_format needs (T, H, W, 3)",
-                        reason="bad_format")
-    if channels == 1:
-        return np.repeat(array, 3, axis=-1)
-    if channels == 4:
-        return array[..., :3]
-    hint = " (channels-first? transpose to (T, H, W, C))" if array.shape[1] in (1, 3, 4) else ""
-    raise ClipError(f"clip {clip_id}: frames have {channels} channels in shape {array.shape}; expected 3{hint}",
-                    reason="bad_shape")

@@ -195,7 +195,8 @@ def extract_features(backbone: nn.Module, dataloader: Iterable, device: torch.de
 
 
 class LabelledImages(Dataset):
-    """(images uint8 (N, H, W, 3), labels (N,)) → normalised float (3, S, S) tensors resized to ``img_size``."""
+    """(images uint8 (N, H, W, 3), labels (N,)) → normalised float (3, S, S) tensors resized to ``img_size``
+    (images already at ``img_size``, as :func:`load_knn_datasets` keeps those of HF datasets, are not resized)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, img_size: int, mean: Sequence[float],
                  std: Sequence[float], num_classes: int, name: str = ""):
@@ -257,29 +258,34 @@ def _columns(ds, source: str, image_column: str | None, label_column: str | None
     return image_column, label_column
 
 
-def _to_uint8_rgb(images: list, source: str) -> np.ndarray:
-    out = []
-    for i, im in enumerate(images):
-        if hasattr(im, "convert"):          # PIL
-            im = np.asarray(im.convert("RGB"))
-        im = np.asarray(im)
-        if im.ndim == 2:
-            im = np.repeat(im[..., None], 3, axis=-1)
-        if im.ndim != 3 or im.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"kNN dataset {source}: row {i} is not an image (shape {im.shape})")
-        if im.shape[-1] == 1:
-            im = np.repeat(im, 3, axis=-1)
-        im = im[..., :3]
-        if im.dtype != np.uint8:
-            im = np.clip(im * (255.0 if im.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        out.append(im)
-    shapes = {im.shape for im in out}
-    if len(shapes) > 1:
-        import cv2
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (H, W, 3) -> (size, size, 3): area averaging when shrinking, bilinear when enlarging."""
+    import cv2
 
-        h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
-        out = [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) if im.shape[:2] != (h, w) else im for im in out]
-    return np.stack(out)
+    if image.shape[:2] == (size, size):
+        return image
+    shrink = image.shape[0] > size or image.shape[1] > size
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _images_at_size(split, column: str, rows: np.ndarray, img_size: int, what: str) -> np.ndarray:
+    """uint8 (N, S, S, 3) from the image column of ``split`` (already cut to ``rows`` of the original split).
+
+    Each image goes through the one conversion (:func:`mimcl_hub.data.images.to_uint8_rgb`), with the rule
+    decided once for the dataset by the column's feature type (never by one image's values), and is resized
+    on its own straight to the evaluation size as it is converted: images are decoded 64 at a time, so memory
+    holds a batch of decoded images and N small ones, never N copies of the largest (issue 19, item 7)."""
+    from ..data.images import image_dtype, to_uint8_rgb
+
+    dtype = image_dtype(split.features[column])
+    out = np.empty((len(split), img_size, img_size, 3), np.uint8)
+    i = 0
+    for batch in split.select_columns([column]).iter(batch_size=64):
+        for value in batch[column]:
+            image = to_uint8_rgb(value, f"kNN dataset {what}: row {int(rows[i])} of column {column!r}", dtype=dtype)
+            out[i] = _resize(image, img_size)
+            i += 1
+    return out
 
 
 def _load_splits(source: str):
@@ -321,18 +327,20 @@ def load_knn_datasets(source: str = "digits", img_size: int = 32, mean: Sequence
             raise ValueError(f"kNN dataset {source!r} has no 'train' split (splits: {sorted(ds)})")
         test_split = "test" if "test" in ds else ("validation" if "validation" in ds else None)
         train = ds["train"]
-        if test_split is None:       # split the train set 80/20
-            parts = train.train_test_split(test_size=0.2, seed=seed)
-            train, test = parts["train"], parts["test"]
+        if test_split is None:       # split the train set 80/20 (rows named by their place in 'train')
+            parts = train.add_column("__row__", np.arange(len(train))).train_test_split(test_size=0.2, seed=seed)
+            tr_rows, te_rows = np.asarray(parts["train"]["__row__"]), np.asarray(parts["test"]["__row__"])
+            train, test = parts["train"].remove_columns("__row__"), parts["test"].remove_columns("__row__")
         else:
             test = ds[test_split]
+            tr_rows, te_rows = np.arange(len(train)), np.arange(len(test))
         img_col, lab_col = _columns(train, name, image_column, label_column)
         feat = train.features[lab_col]
         tr_i = _subsample(len(train), max_train, seed)
         te_i = _subsample(len(test), max_test, seed + 1)
         train, test = train.select(tr_i), test.select(te_i)
-        tr_x = _to_uint8_rgb(train[img_col], name)
-        te_x = _to_uint8_rgb(test[img_col], name)
+        tr_x = _images_at_size(train, img_col, tr_rows[tr_i], img_size, f"{name} (split 'train')")
+        te_x = _images_at_size(test, img_col, te_rows[te_i], img_size, f"{name} (split {test_split or 'train'!r})")
         tr_y = np.asarray(train[lab_col], dtype=np.int64)
         te_y = np.asarray(test[lab_col], dtype=np.int64)
         num_classes = int(getattr(feat, "num_classes", 0) or (max(tr_y.max(), te_y.max()) + 1))

@@ -19,7 +19,11 @@ from .motion import IDENTITY, estimate_camera_motion, residual_displacements, tr
 from .reference import pairwise_histogram_mi
 from .tracking import reduce_by_patch, track_patches
 
-__all__ = ["TwinPatches", "TwinOptions", "find_twins", "select_twins", "random_twins", "validate_frames"]
+__all__ = ["TWIN_MODES", "TwinPatches", "TwinOptions", "find_twins", "select_twins", "random_twins", "validate_frames"]
+
+#: Partner choice of the MI branch (DESIGN.md, method item 7): the mined MI-best twin (``"mi"``), a uniformly
+#: random other valid patch (``"random"``, the paper's ablation, :func:`random_twins`), or no MI branch (``"none"``).
+TWIN_MODES = ("mi", "random", "none")
 
 # Patch status codes, stored per patch; ``STATUS_NAMES[code]`` says why a patch is invalid.
 STATUS_NAMES = ("ok", "no_texture", "lost", "static")

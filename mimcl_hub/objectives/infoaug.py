@@ -30,11 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..mi.twins import TWIN_MODES
 from .base import Objective, ObjectiveOutput, build_objective
 
 __all__ = ["InfoAug", "TWIN_MODES", "build_infoaug"]
-
-TWIN_MODES = ("mi", "random", "none")
 
 
 def _check_pair_arg(name: str, pair) -> tuple[torch.Tensor, torch.Tensor]:

@@ -113,7 +113,7 @@ def _output_dir(flag: str, value: Any) -> Optional[str]:
 
 
 def _data_source(flag: str, value: Any) -> Optional[str]:
-    from .data import source_problem
+    from ..data.resolve import source_problem
 
     if value is None or (flag == "eval_dataset" and value in ("digits", "none")):
         return None

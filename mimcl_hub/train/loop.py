@@ -457,7 +457,7 @@ def _load_monitor(config: TrainConfig, data_cfg: dict):
 
 
 def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
-    from .data import AugmentConfig, build_train_dataset
+    from ..data import AugmentConfig, build_train_dataset
 
     augment = AugmentConfig(img_size=config.img_size, mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]))
     with accelerator.main_process_first():     # the first process mines / caches, the others load the cache
@@ -471,7 +471,7 @@ def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
 
 
 def _collate():
-    from .data import collate_contrastive
+    from ..data import collate_contrastive
 
     return collate_contrastive
 
