@@ -36,7 +36,7 @@ def bank(mined):
 
 
 def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +264,7 @@ def test_collate_with_mixed_twin_valid_and_items_without_twins(bank):
     batch = collate_contrastive(items + [view_only])
     assert batch["view1"].shape == (4, 3, S, S) and batch["twin_a"].shape == (4, 3, S, S)
     assert batch["twin_valid"].tolist() == [True, False, True, False] and batch["twin_valid"].dtype == torch.bool
+    assert batch["twin_count"] == 2 and batch["twin_index"].tolist() == [0, 2]     # counted on the host (issue 13)
     assert torch.equal(batch["twin_b"][3], torch.zeros(3, S, S))
     only_views = collate_contrastive([view_only, view_only])
     assert set(only_views) == {"view1", "view2"} and only_views["view2"].shape == (2, 3, S, S)

@@ -387,9 +387,9 @@ class ImageContrastiveDataset(_EpochMixin, torch.utils.data.Dataset):
 
 def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Stack items into a batch: ``view1``/``view2`` (B, 3, S, S) and, where any item has them,
-    ``twin_a``/``twin_b`` (B, [K,] 3, S, S), ``twin_valid`` (B[, K]) bool and ``twin_count``, a Python int: the
-    number of valid pairs, which come first in row-major (item, k) order, so the training loop takes the first
-    ``n`` pairs without reading the device. An item without twin keys (e.g. from an image dataset in a
+    ``twin_a``/``twin_b`` (B, [K,] 3, S, S), ``twin_valid`` (B[, K]) bool, ``twin_index`` (the flat (item, k)
+    positions of the valid pairs, int64) and ``twin_count`` (their number, a Python int), so the training loop
+    selects pairs without reading the device. An item without twin keys (e.g. from an image dataset in a
     ``ConcatDataset``) gets zero crops and ``twin_valid`` False, so mixed batches still stack."""
     if not items:
         raise ValueError("collate_contrastive: empty batch")
@@ -412,12 +412,7 @@ def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, t
 
         for key in _TWIN_KEYS:
             batch[key] = torch.stack([get(item, key) for item in items])
-        valid = batch["twin_valid"].to(torch.bool)
-        flat = valid.reshape(-1)
-        order = torch.argsort((~flat).to(torch.int8), stable=True)      # valid pairs first, in their order
-        for key in ("twin_a", "twin_b"):
-            pairs = batch[key].reshape(flat.shape[0], *batch[key].shape[valid.ndim:])
-            batch[key] = pairs[order].reshape(batch[key].shape)
-        batch["twin_valid"] = flat[order].reshape(valid.shape)
-        batch["twin_count"] = int(flat.sum())
+        batch["twin_valid"] = batch["twin_valid"].to(torch.bool)
+        index = torch.nonzero(batch["twin_valid"].reshape(-1)).flatten()   # on the CPU, before any device
+        batch["twin_index"], batch["twin_count"] = index, int(index.numel())
     return batch

@@ -314,14 +314,16 @@ def _micro_step(run: _Run, batch: dict, control: StepControl) -> bool:
 
 
 def _twin_pairs(batch: dict, n: int, objective: nn.Module, memory_format) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``n`` twin pairs of the batch (the collate function puts valid pairs first and counts them on the
-    CPU, and every process uses the same ``n``), or None when fewer than the MI objective's minimum batch."""
+    """The first ``n`` valid twin pairs of the batch (the collate function lists their positions and counts them
+    on the CPU; every process uses the same ``n``), or None when fewer than the MI objective's minimum batch."""
     if "twin_a" not in batch or n < objective.mi_objective.min_batch:
         return None
     a, b = batch["twin_a"], batch["twin_b"]
     if a.ndim == 5:             # (B, K, C, H, W): K twin pairs per item
         a, b = a.flatten(0, 1), b.flatten(0, 1)
-    return a[:n].contiguous(memory_format=memory_format), b[:n].contiguous(memory_format=memory_format)
+    index = batch["twin_index"][:n]
+    return (a.index_select(0, index).contiguous(memory_format=memory_format),
+            b.index_select(0, index).contiguous(memory_format=memory_format))
 
 
 def _after_step(run: _Run, bar) -> None:
