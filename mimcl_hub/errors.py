@@ -1,10 +1,14 @@
-"""Exceptions raised by mimcl_hub. All are ``ValueError`` subclasses so callers can catch them broadly."""
+"""Exceptions shared across mimcl_hub, and the exit status the command line gives each kind of failure.
+
+Bad input raises ``ValueError`` subclasses (``ClipError``, ``ConfigError``, ``CheckpointError``, ...) or ``OSError``
+(a missing / unreadable / wrong-kind file); a run that stopped for a known reason raises a :class:`RunStopped`
+(a non-finite loss, a busy or full output folder, processes out of sync). :func:`exit_code` maps them to 2 and 1."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["ClipError", "CLIP_ERROR_REASONS", "MAX_FRAME_PIXELS"]
+__all__ = ["ClipError", "CLIP_ERROR_REASONS", "MAX_FRAME_PIXELS", "RunStopped", "exit_code"]
 
 #: Largest frame (H x W pixels) a clip may have before it is downscaled: 8192 x 8192 (far above 8K UHD,
 #: 7680 x 4320). Bigger frames are refused with reason ``frames_too_large``
@@ -44,3 +48,19 @@ class ClipError(ValueError):
 
     def __reduce__(self):  # keep the reason across processes (Dataset.map with num_proc)
         return (type(self), (str(self), self.reason))
+
+
+class RunStopped(Exception):
+    """Mixed into the errors of a run that stopped for a known reason (not bad input, not a bug): the command
+    line answers exit status 1 with one line."""
+
+
+def exit_code(error: BaseException) -> Optional[int]:
+    """The exit status of the ``mimcl`` command and the recipes for ``error``: 1 for a :class:`RunStopped`, 2 for
+    bad input (``ValueError``, ``OSError``, ``ImportError`` of a missing optional package), None for anything else
+    (a bug, whose traceback is shown)."""
+    if isinstance(error, RunStopped):
+        return 1
+    if isinstance(error, (ValueError, OSError, ImportError)):
+        return 2
+    return None

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from .._atomic import fsync_path, fsync_tree
+from ..errors import RunStopped
 
 __all__ = [
     "CHECKPOINT_MARKER", "CheckpointError", "OutputDirError", "OutputDirLockedError", "TrainingState",
@@ -69,11 +70,11 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be found, is incomplete, or does not match the run's configuration."""
 
 
-class OutputDirLockedError(RuntimeError):
+class OutputDirLockedError(RuntimeError, RunStopped):
     """Another training run holds the output folder."""
 
 
-class OutputDirError(OSError):
+class OutputDirError(OSError, RunStopped):
     """The output folder cannot hold the run: not creatable, not writable, or too little free space.
 
     Raised by :func:`check_output_dir` / :func:`check_free_space` before any training step."""

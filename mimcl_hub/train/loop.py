@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
+from ..errors import RunStopped
 from ..hub.push import PushError, push_encoder
 from .checkpoint import (CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
                          clean_stale_checkpoints, delete_checkpoint, estimate_run_bytes, latest_checkpoint,
@@ -55,7 +56,7 @@ __all__ = ["NonFiniteLossError", "OutputDirError", "ProcessesOutOfSyncError", "P
 logger = logging.getLogger("mimcl_hub.train")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FloatingPointError, RunStopped):
     """The loss (or the gradient norm) became NaN / inf; the run stopped without saving non-finite weights."""
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
+from ..errors import RunStopped
 from .config import ConfigError
 
 __all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main",
@@ -17,7 +18,7 @@ __all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_acc
 T = TypeVar("T")
 
 
-class ProcessesOutOfSyncError(RuntimeError):
+class ProcessesOutOfSyncError(RuntimeError, RunStopped):
     """``--check_sync_every``: the processes' parameters differ."""
 
 

@@ -162,11 +162,13 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
                 description: Optional[str] = None) -> int:
     """Parse flags over ``defaults``, train, print the result; returns a process exit code.
 
-    0: trained. 2: bad input (flags, config file, data source, a checkpoint of another run), one line on stderr.
-    1: the run stopped (non-finite loss, busy output folder, processes out of sync, failed push), one line.
+    0: trained. 2: bad input (flags, config file, data source, a checkpoint of another run, a refused push),
+    one line on stderr. 1: the run stopped (non-finite loss, busy or full output folder, processes out of sync),
+    one line.
     143: stopped by SIGTERM after saving a checkpoint (resume with ``--resume_from_checkpoint latest``).
     """
-    from .config import ConfigError, parse_config
+    from ..errors import exit_code
+    from .config import parse_config
     from .loop import TrainingInterrupted, train
 
     prog = prog or "mimcl train"
@@ -176,8 +178,8 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
     except TrainingInterrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 143
-    except Exception as e:      # the one place errors become exit codes: never a traceback for a known failure
-        code = _exit_code(e)
+    except Exception as e:      # the boundary: a known failure is one line, never a traceback
+        code = exit_code(e)
         if code is None:
             raise
         print(f"{prog}: error: {e}" if code == 2 else f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
@@ -188,20 +190,6 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
               f"({result.train_runtime:.1f} s; loss {result.train_loss:.4f}"
               + (f"; kNN top-1 {knn:.4f}" if knn is not None else "") + ")")
     return 0
-
-
-def _exit_code(error: BaseException) -> Optional[int]:
-    """2 for bad input, 1 for a run that stopped for a known reason, None for anything else (a bug)."""
-    from .checkpoint import OutputDirError, OutputDirLockedError
-    from .loop import NonFiniteLossError, ProcessesOutOfSyncError, PushError
-
-    if isinstance(error, (NonFiniteLossError, OutputDirError, OutputDirLockedError, ProcessesOutOfSyncError,
-                          PushError)):
-        return 1
-    if isinstance(error, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-                          ImportError, UnicodeDecodeError)):
-        return 2
-    return None
 
 
 def run_recipe(name: str, argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
