@@ -135,28 +135,14 @@ def save_dataset_atomically(dataset, output: str, overwrite: bool = False) -> st
     return output
 
 
-def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int], options: dict) -> str:
-    """Draw the twins of one clip (``index``, default: the clip with the most twins)."""
-    import numpy as np
+def _visualize(mined, index: Optional[int], path: str, max_side: Optional[int] = None,
+               options: Optional[dict] = None) -> str:
+    """Draw the twins of one clip (``index``, default: the clip with the most twins) from the mined columns
+    (:func:`mimcl_hub.data.twin_figure.save_mined_twin_figure`). ``max_side`` / ``options`` are not used: each
+    row records the options it was mined with (``twin_options``)."""
+    from .data.twin_figure import save_mined_twin_figure
 
-    from .data import load_clip_frames
-    from .mi import find_twins
-    from .mi.visualize import save_twin_figure
-
-    errors = mined["mine_error"]
-    counts = [int(np.sum(np.asarray(t) >= 0)) if not e else -1 for t, e in zip(mined["twin"], errors)]
-    if index is None:
-        index = int(np.argmax(counts))
-    if not 0 <= index < len(mined):
-        raise ValueError(f"--visualize_index {index} is out of range for {len(mined)} clips")
-    if errors[index]:
-        raise ClipError(f"clip {index} was not mined ({errors[index]}); pick another --visualize_index")
-    from .data import with_lossless_frames
-
-    row = with_lossless_frames(mined.select([index]))[0]
-    frames = load_clip_frames(row, max_side=max_side)
-    result = find_twins(frames, clip_id=row.get("clip_id"), **options)
-    return save_twin_figure(frames[0], result, path, title=str(row.get("clip_id", f"clip {index}")))
+    return save_mined_twin_figure(mined, path, index=index)
 
 
 def cmd_mine(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import torch
 
 import mimcl_hub  # noqa: F401
 from mimcl_hub.eval import evaluate_encoder, linear_probe
-from mimcl_hub.hub import save_encoder
+from mimcl_hub.hub import EvalEntry, RunCard, save_encoder
 from mimcl_hub.models import create_backbone
 
 TWINS_PNG = Path(__file__).resolve().parents[1] / "model_cards" / "assets" / "bikes_twins.png"
@@ -23,8 +23,8 @@ def folder(tmp_path):
     torch.manual_seed(0)
     model = create_backbone("vit_tiny_patch4_32", img_size=16).eval()     # 16x16: fast on 2 CPU cores
     out = tmp_path / "enc"
-    save_encoder(model, out, {"objective": "simclr", "model_id": "tester/vit-eval",
-                              "knn": {"top1": 0.25, "dataset": "digits", "dataset_name": "scikit-learn digits"}},
+    save_encoder(model, out, RunCard(objective="simclr", model_id="tester/vit-eval",
+                                     results=[EvalEntry("digits", "knn_top1", 0.25, "scikit-learn digits")]),
                  twin_figure=TWINS_PNG if TWINS_PNG.is_file() else None)
     return out
 
