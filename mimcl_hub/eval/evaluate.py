@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from .._safety import check_number
-from ..hub.card import EvalEntry, RunCard, load_model_card
+from ..hub.card import EvalEntry, RunCard, load_model_card, md_cell
 
 __all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "update_model_card"]
 
@@ -68,8 +68,9 @@ def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
         return "–" if v is None else f"{float(v):.4f}"
 
     for name, r in sorted(all_results.items()):
-        lines.append(f"| {_DATASET_NAMES.get(name, name)} | {f(r.get('knn_top1'))} | {f(r.get('knn_top5'))} | "
-                     f"{f(r.get('linear_top1'))} | {r.get('num_train', '?')} / {r.get('num_test', '?')} |")
+        lines.append(f"| {md_cell(_DATASET_NAMES.get(name, name))} | {f(r.get('knn_top1'))} | "
+                     f"{f(r.get('knn_top5'))} | {f(r.get('linear_top1'))} | {r.get('num_train', '?')} / "
+                     f"{r.get('num_test', '?')} |")
     lines += ["", _END]
     return "\n".join(lines)
 

@@ -32,8 +32,8 @@ from typing import Any, Mapping, Optional, Union
 
 from .._safety import check_number
 
-__all__ = ["BODY_FIELDS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "load_model_card", "metric_key",
-           "objective_title"]
+__all__ = ["BODY_FIELDS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "load_model_card", "md_cell",
+           "metric_key", "objective_title"]
 
 #: The model-index names of the metrics ``mimcl_hub`` writes: short name -> (task name, metric type, metric name).
 METRICS = {
@@ -66,6 +66,13 @@ def metric_key(result) -> str:
     if family and mtype in ("top_5_accuracy", "top5_accuracy"):
         return f"{family}_top5"
     return re.sub(r"[^a-z0-9_]+", "_", mtype or (result.metric_name or "metric").lower()).strip("_") or "metric"
+
+
+def md_cell(text: Any) -> str:
+    """``text`` for one markdown table cell or list line of a card or leaderboard: ``\\`` and ``|`` escaped, every
+    line break (``\\n``, ``\\r``, Unicode line separators) a space, so a hostile name (a dataset id from a card,
+    a folder name) can neither end its cell nor start a row."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
 def objective_title(name: Optional[str]) -> str:
@@ -376,12 +383,14 @@ class RunCard:
         if architecture is not None:
             meta.setdefault("architecture", architecture)
             meta.setdefault("backbone", architecture)
-        license_ = data.license
+        datasets = [data.datasets] if isinstance(data.datasets, str) else data.datasets or []
+        if not isinstance(datasets, list) or not isinstance(data.tags or [], list):
+            raise ValueError(f"the model card's datasets and tags must be lists, got {data.datasets!r} and "
+                             f"{data.tags!r}")
         try:
-            return cls(model_id=None if data.model_name is None else str(data.model_name), license=None if license_ is None else str(license_),
-                       datasets=[str(d) for d in ([data.datasets] if isinstance(data.datasets, str)
-                                                  else data.datasets or [])],
-                       tags=tags, results=results, **meta)
+            return cls(model_id=None if data.model_name is None else str(data.model_name),
+                       license=None if data.license is None else str(data.license),
+                       datasets=[str(d) for d in datasets], tags=tags, results=results, **meta)
         except ValueError as e:
             raise ValueError(f"the model card's mimcl_hub: block is invalid: {e}") from e
 

@@ -25,9 +25,9 @@ Writers: :func:`to_markdown` (for READMEs), :func:`to_json` (``{"rows": [...], "
 "errors": [...], "sort": ...}``), :func:`to_html` (one self-contained page: the package data
 ``mimcl_hub/hub/space/index.html`` with the data embedded; the table sorts when a header is clicked and filters as
 you type — the same page is the Hub Space). Markdown cells and headers are escaped (``|``, line breaks), so a
-hostile dataset or model name cannot add columns or rows. :func:`push_leaderboard_dataset` publishes the rows as an HF dataset (``data/leaderboard.parquet``,
-``leaderboard.json`` and a dataset card) and :func:`push_leaderboard_space` deploys the static Space that shows
-it, each as one commit.
+hostile dataset or model name cannot add columns or rows. :func:`push_leaderboard_dataset` publishes the rows as an
+HF dataset (``data/leaderboard.parquet``, ``leaderboard.json`` and a dataset card) and
+:func:`push_leaderboard_space` deploys the static Space that shows it, each as one commit.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .card import META_FIELDS, METRICS, RunCard, load_model_card, metric_key
+from .card import META_FIELDS, METRICS, RunCard, load_model_card, md_cell, metric_key
 
 __all__ = [
     "CARD_FIELDS", "FORMATS", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "SPACE_DIR", "build_leaderboard",
@@ -331,22 +331,16 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _md_escape(text: str) -> str:
-    """``text`` inside one markdown table cell or line: ``\\`` and ``|`` escaped, every line break (``\\n``,
-    ``\\r``, Unicode line separators) a space, so it can neither end its cell nor its row."""
-    return " ".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
-
-
 def _md_code(text: str) -> str:
     """``text`` for a markdown code span: escaped as a cell, backticks (which would end the span) as quotes."""
-    return _md_escape(text).replace("`", "'")
+    return md_cell(text).replace("`", "'")
 
 
 def to_markdown(board: Leaderboard) -> str:
     """A GitHub / Hub markdown table (``–`` for a missing value), the ranking column named below it, and the
-    models that could not be ranked with their reasons. Headers and cells are escaped (:func:`_md_escape`)."""
+    models that could not be ranked with their reasons. Headers and cells are escaped (``md_cell``)."""
     header = [*ROW_FIELDS, *board.columns]
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |",
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
              "| " + " | ".join("---:" if h == "rank" or "/" in h else "---" for h in header) + " |"]
     for row in board.rows:
         cells = []
@@ -357,7 +351,7 @@ def to_markdown(board: Leaderboard) -> str:
             elif h == "steps" or h == "rank":
                 cells.append("–" if value is None else str(int(value)))
             else:
-                cells.append(_md_escape(_cell(value)))
+                cells.append(md_cell(_cell(value)))
         lines.append("| " + " | ".join(cells) + " |")
     if not board.rows:
         lines.append("| " + " | ".join(["–"] * len(header)) + " |")
@@ -365,7 +359,7 @@ def to_markdown(board: Leaderboard) -> str:
     lines += ["", f"Ranked by `{_md_code(str(board.sort))}` ({order})."]
     if board.errors:
         lines += ["", "Not ranked (card could not be read):", ""]
-        lines += [f"- `{_md_code(e['model'])}`: {_md_escape(e['error'])}" for e in board.errors]
+        lines += [f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}" for e in board.errors]
     return "\n".join(lines) + "\n"
 
 
@@ -521,7 +515,7 @@ def push_leaderboard_dataset(board: Leaderboard, repo_id: str, token=None, endpo
     card. Returns the commit URL. Raises :class:`mimcl_hub.hub.PushError`."""
     errors = ""
     if board.errors:
-        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{_md_code(e['model'])}`: {_md_escape(e['error'])}"
+        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}"
                                                  for e in board.errors) + "\n"
     card = _DATASET_CARD.format(title=title, sort=_md_code(str(board.sort)), repo_id=repo_id,
                                 order="highest first" if board.descending else "lowest first",

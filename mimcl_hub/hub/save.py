@@ -35,9 +35,10 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_folder
-from .card import RunCard, objective_title
+from .card import RunCard, md_cell, objective_title
 
-__all__ = ["CARD_TEMPLATE", "as_run_card", "atomic_folder", "build_card", "card_template", "encoder_config", "save_encoder"]
+__all__ = ["CARD_TEMPLATE", "as_run_card", "atomic_folder", "build_card", "card_template", "encoder_config",
+           "save_encoder"]
 
 #: The model card template (Jinja2, rendered by ``ModelCard.from_template``): package data of ``mimcl_hub.hub``.
 CARD_TEMPLATE = "templates/model_card.md"
@@ -92,11 +93,6 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def _md(value: Any) -> str:
-    """``value`` as text for one markdown table cell: no ``|`` ending the cell, no line break ending the row."""
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
 def as_run_card(card: Union[RunCard, Mapping[str, Any], None]) -> RunCard:
     """``card`` itself, ``RunCard.from_dict(card)`` for a mapping of its fields, ``RunCard()`` for None."""
     if card is None:
@@ -135,11 +131,11 @@ def build_card(config: Mapping[str, Any], card: RunCard, has_heads: bool, twin_f
         twin_mode=run.twin_mode,
         uses_mi_branch=run.uses_mi_branch,
         has_heads=has_heads,
-        results=[{"dataset_name": _md(r.dataset_name), "title": _md(r.title), "value": r.value,
-                  "config": _md(r.config) if r.config else None} for r in run.results],
-        train_metrics={_md(k): _md(_fmt(v)) for k, v in run.train_metrics.items()},
-        train_data=run.train_data,
-        mining={_md(k): _md(_fmt(v)) for k, v in run.mining.items()},
+        results=[{"dataset_name": md_cell(r.dataset_name), "title": md_cell(r.title), "value": r.value,
+                  "config": md_cell(r.config) if r.config else None} for r in run.results],
+        train_metrics={md_cell(k): md_cell(_fmt(v)) for k, v in run.train_metrics.items()},
+        train_data=md_cell(run.train_data),
+        mining={md_cell(k): md_cell(_fmt(v)) for k, v in run.mining.items()},
         twin_figure=twin_figure,
         training_config_json=json.dumps(run.training_config, indent=2, sort_keys=True, default=str),
     )
