@@ -363,9 +363,11 @@ class RunCard:
             ValueError: the card does not parse, its ``mimcl_hub:`` block or a model-index value is invalid (the
                 message names the field or metric).
         """
+        from huggingface_hub import RepoCard
+
         if isinstance(card, (str, os.PathLike)):
             card = load_model_card(card)
-        data = getattr(card, "data", card)
+        data = card.data if isinstance(card, RepoCard) else card       # a card's YAML may have its own `data:` key
         results = [EvalEntry.from_eval_result(r) for r in (data.eval_results or [])]
         block = data.get("mimcl_hub")
         if block is not None and not isinstance(block, dict):
