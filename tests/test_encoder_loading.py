@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import mimcl_hub
-from mimcl_hub.hub import save_encoder
+from mimcl_hub.hub import EvalEntry, RunCard, save_encoder
 from mimcl_hub.hub.encoder import MIMCLEncoder
 from mimcl_hub.models import create_backbone
 
@@ -31,8 +31,8 @@ def vit():
 @pytest.fixture(scope="module")
 def vit_folder(vit, tmp_path_factory):
     folder = tmp_path_factory.mktemp("enc") / "vit"
-    save_encoder(vit, folder, {"objective": "simclr", "model_id": "tester/vit",
-                               "knn": {"top1": 0.5, "dataset": "digits"}})
+    save_encoder(vit, folder, RunCard(objective="simclr", model_id="tester/vit",
+                                      results=[EvalEntry("digits", "knn_top1", 0.5)]))
     return folder
 
 

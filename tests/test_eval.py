@@ -3,6 +3,7 @@ the card still renders (with the twin picture); the linear probe is exact on sep
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 import mimcl_hub  # noqa: F401
 from mimcl_hub.eval import evaluate_encoder, linear_probe
-from mimcl_hub.hub import save_encoder
+from mimcl_hub.hub import EvalEntry, RunCard, save_encoder
 from mimcl_hub.models import create_backbone
 
 TWINS_PNG = Path(__file__).resolve().parents[1] / "model_cards" / "assets" / "bikes_twins.png"
@@ -23,8 +24,8 @@ def folder(tmp_path):
     torch.manual_seed(0)
     model = create_backbone("vit_tiny_patch4_32", img_size=16).eval()     # 16x16: fast on 2 CPU cores
     out = tmp_path / "enc"
-    save_encoder(model, out, {"objective": "simclr", "model_id": "tester/vit-eval",
-                              "knn": {"top1": 0.25, "dataset": "digits", "dataset_name": "scikit-learn digits"}},
+    save_encoder(model, out, RunCard(objective="simclr", model_id="tester/vit-eval",
+                                     results=[EvalEntry("digits", "knn_top1", 0.25, "scikit-learn digits")]),
                  twin_figure=TWINS_PNG if TWINS_PNG.is_file() else None)
     return out
 
@@ -158,3 +159,43 @@ def test_linear_probe_errors():
         linear_probe(x, torch.zeros(9), x, torch.zeros(10))
     with pytest.raises(ValueError, match="num_classes"):
         linear_probe(x, torch.full((10,), 5), x, torch.zeros(10), num_classes=3)
+
+
+# ---------------------------------------------------------------------------------------- a card that does not parse
+
+
+def _yaml_error(card: str, marker: Path) -> str:
+    return card.replace("library_name: timm", "library_name: [timm", 1)
+
+
+def _python_tag(card: str, marker: Path) -> str:
+    return card.replace("library_name: timm", f"library_name: !!python/object/apply:os.system ['touch {marker}']", 1)
+
+
+def _nan_in_block(card: str, marker: Path) -> str:
+    return card.replace("  objective: simclr\n", "  objective: simclr\n  epochs: .nan\n", 1)
+
+
+@pytest.mark.parametrize("breaker, reason", [
+    (_yaml_error, "the model card could not be parsed: while parsing a flow sequence"),
+    (_python_tag, "the model card could not be parsed: could not determine a constructor for the tag"),
+    (_nan_in_block, "the model card's mimcl_hub: block is invalid: epochs must be a number"),
+])
+def test_a_card_that_does_not_parse_updates_neither_file(folder, tmp_path, breaker, reason):
+    """issue 19 item 11: a model card whose YAML does not parse (or carries a ``!!python/object`` tag) crashed
+    ``mimcl eval`` with a YAML traceback after ``eval_results.json`` was written, so the two disagreed. The card is
+    parsed first: a clear ValueError naming README.md, and neither file is written (the tag is never run)."""
+    from mimcl_hub.cli import main
+
+    marker = tmp_path / "pwned"
+    (folder / "eval_results.json").write_text('{"model": "earlier", "results": {}}\n')
+    card = folder / "README.md"
+    card.write_text(breaker(card.read_text(), marker))
+    before = {name: (folder / name).read_bytes() for name in ("README.md", "eval_results.json")}
+    with pytest.raises(ValueError, match=r"README\.md: " + re.escape(reason)) as error:
+        evaluate_encoder(folder, linear=False, **SMALL)
+    assert "neither eval_results.json nor README.md was written" in str(error.value)
+    assert main(["eval", str(folder), "--no_linear", "--max_train", "50", "--max_test", "50"]) == 2
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert not marker.exists()
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp")]

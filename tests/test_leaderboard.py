@@ -486,3 +486,77 @@ def test_push_needs_a_valid_token(hub, hub_models, tmp_path):
     assert result.returncode == 2
     assert "hf_…0000" in result.stderr and "mimcl-org/denied" in result.stderr
     assert hub.repo("mimcl-org/denied", repo_type="dataset") is None
+
+
+# --------------------------------------------------------------------------------------------- hostile cards
+def _table_lines(md: str) -> list:
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def _cells(line: str) -> int:
+    """Cells of a markdown table line: ``|`` not escaped by a backslash."""
+    return len(re.findall(r"(?<!\\)\|", line)) - 1
+
+
+def test_a_hostile_dataset_type_cannot_break_the_markdown(folders, tmp_path):
+    """issue 19 item 12: a card's ``dataset.type`` containing ``|`` and a newline broke the markdown header and
+    injected fake rows. Headers and cells are escaped: one header line, one line per model, every line with the
+    same number of cells."""
+    evil = "evil|x\n| 1 | fake-model | resnet | simclr | mi | 1 | 1 | 1 |"
+    hostile = _make_encoder(tmp_path / "hostile" / "encoder", "mi", 0.5, 0.5, dataset=evil)
+    board = build_leaderboard([*map(str, folders.values()), str(hostile)])
+    assert not board.errors and f"{evil}/knn_top1" in board.columns
+    md = to_markdown(board)
+    lines = _table_lines(md)
+    assert len(lines) == 2 + 4                                             # header, rule, four models: no fake row
+    assert len({_cells(line) for line in lines}) == 1
+    assert not any("fake-model" in line for line in lines[1:])
+    assert lines[0].count("evil\\|x \\| 1 \\| fake-model") == 3             # escaped, in the header only
+    assert _md_models(md) == [*KNN_ORDER, "hostile"]
+    assert json.loads(to_json(board))["columns"][3] == f"{evil}/knn_top1"   # JSON keeps the name as it is
+
+
+@pytest.mark.parametrize("line, field", [("  epochs: 3.0\n", "  epochs: .nan\n"),
+                                         ("  twin_mode: mi\n", "  twin_mode: .nan\n")])
+def test_a_nan_in_one_card_makes_only_that_model_an_error(folders, tmp_path, line, field):
+    """issue 19 item 12: a NaN in one card's ``mimcl_hub:`` block made the whole JSON and HTML output fail (exit 2),
+    though one bad model must never stop the ranking of the others. A non-finite (or wrongly typed) value in the
+    block makes that model an error row naming the field; every format still ranks the others."""
+    bad = tmp_path / "nan-model"
+    shutil.copytree(folders["a"], bad)
+    card = (bad / "README.md").read_text()
+    assert line in card
+    (bad / "README.md").write_text(card.replace(line, field, 1))
+    sources = [*map(str, folders.values()), str(bad)]
+    name = field.split(":")[0].strip()
+    for fmt in ("md", "json", "html"):
+        out = tmp_path / f"board.{fmt}"
+        result = _mimcl("leaderboard", *sources, "--output", out)
+        assert result.returncode == 0, result.stderr
+        text = out.read_text()
+        data = {"md": None, "json": json.loads(text) if fmt == "json" else None,
+                "html": _html_data(text) if fmt == "html" else None}[fmt]
+        if data is None:
+            assert _md_models(text) == KNN_ORDER and "- `nan-model`:" in text
+        else:
+            assert _models(data["rows"]) == KNN_ORDER
+            assert [e["model"] for e in data["errors"]] == ["nan-model"] and name in data["errors"][0]["error"]
+    assert f"not ranked: nan-model: the model card's mimcl_hub: block is invalid: {name} must be" in result.stderr
+
+
+def test_output_naming_an_existing_folder_fails_before_any_work(folders, tmp_path):
+    """issue 19 item 12: an existing folder given as ``--output`` raised ``IsADirectoryError`` after the work. It is
+    a clear error first: the Hub query below is never sent (nothing listens on port 9)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for args in (["--format", "json"], []):
+        result = _mimcl("leaderboard", "author:mimcl-org", "--output", folder, *args,
+                        env=dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9"))
+        assert result.returncode == 2
+        assert f"--output {folder} is an existing folder: give a file name" in result.stderr
+        assert "Traceback" not in result.stderr and "listing models" not in result.stderr
+    assert list(folder.iterdir()) == []
+    board = build_leaderboard([str(folders["a"])])
+    with pytest.raises(LeaderboardError, match="is an existing folder"):
+        write_leaderboard(board, folder)
+    assert list(folder.iterdir()) == []

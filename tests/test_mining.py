@@ -233,3 +233,36 @@ def test_cli_rejects_bad_sources_clearly(tmp_path, capsys):
     code, err = run("mine", "scenes:1", "--output", str(tmp_path / "w"), "--window", "1")
     assert code == 2 and "--window" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "w").exists()
+
+
+# ----------------------------------------------------------------------------- twin_options: how each row was mined
+
+
+def test_every_row_records_the_options_it_was_mined_with(scenes, tmp_path, bundled_paths):
+    import dataclasses
+
+    from mimcl_hub.mi.twins import TwinOptions
+
+    options = dict(grid=6, exclude_neighbours=True, mi_threshold=0.1)
+    mined = mine_dataset(scenes.select(range(2)), max_side=96, **options)
+    expected = {**dataclasses.asdict(TwinOptions(**options)), "max_side": 96}
+    assert [json.loads(o) for o in mined["twin_options"]] == [expected, expected]
+    assert mining_report(mined)["twin_options"] == [expected]
+    assert mined.features["twin_options"] == TWIN_FEATURES["twin_options"] == datasets.Value("string")
+
+    # a row that failed records the options too
+    clips = datasets.Dataset.from_dict({"clip_id": ["carphone@0", "missing@0"],
+                                        "video": [bundled_paths["carphone_pristine.mp4"], str(tmp_path / "nope.mp4")],
+                                        "start": [0, 0], "num_frames": [12, 12]})
+    other = mine_dataset(clips, max_side=None, grid=4)
+    assert other["mine_error"][0] == "" and "nope.mp4" in other["mine_error"][1]
+    expected_other = {**dataclasses.asdict(TwinOptions(grid=4)), "max_side": None}
+    assert [json.loads(o) for o in other["twin_options"]] == [expected_other, expected_other]
+
+    # rows of two minings in one Parquet export: each still says how it was mined; the report lists both sets
+    columns = ["clip_id", *TWIN_FEATURES]
+    both = datasets.concatenate_datasets([mined.select_columns(columns), other.select_columns(columns)])
+    both.to_parquet(str(tmp_path / "mined.parquet"))
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "mined.parquet"), split="train")
+    assert [json.loads(o) for o in loaded["twin_options"]] == [expected] * 2 + [expected_other] * 2
+    assert mining_report(loaded)["twin_options"] == [expected, expected_other]

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import mimcl_hub  # noqa: F401  (registers the small-image variants)
-from mimcl_hub.hub import PushError, mask_token, push_encoder, save_encoder
+from mimcl_hub.hub import EvalEntry, PushError, RunCard, mask_token, push_encoder, save_encoder
 from mimcl_hub.models import create_backbone
 from mimcl_hub.objectives import build_infoaug
 
@@ -24,10 +24,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import HubServer, client_env  # noqa: E402
 
 TOKEN = "hf_testtokenABCDwxyz"
-CARD = dict(objective="byol", mi_objective="simclr", mi_weight=0.5, twin_mode="mi", license="apache-2.0",
-            datasets=["uoft-cs/cifar10"], model_id="tester/vit-byol",
-            knn=dict(top1=0.4321, top5=0.9, dataset="digits", dataset_name="scikit-learn digits", k=20, T=0.07),
-            train_metrics={"train_loss": 1.25, "global_step": 6}, training_config={"max_steps": 6})
+CARD = RunCard(objective="byol", mi_objective="simclr", mi_weight=0.5, twin_mode="mi", license="apache-2.0",
+               datasets=["uoft-cs/cifar10"], model_id="tester/vit-byol",
+               results=[EvalEntry("digits", "knn_top1", 0.4321, "scikit-learn digits", config="k=20,T=0.07"),
+                        EvalEntry("digits", "knn_top5", 0.9, "scikit-learn digits", config="k=20,T=0.07")],
+               train_metrics={"train_loss": 1.25, "global_step": 6}, training_config={"max_steps": 6})
 
 
 @pytest.fixture(scope="module")

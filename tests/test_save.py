@@ -1,6 +1,7 @@
 """Encoder folders: timm config.json without num_classes in model_args, safetensors, model card with
 model-index; load with timm (local-dir) and transformers AutoModel offline; atomic replacement."""
 
+import dataclasses
 import json
 import os
 
@@ -8,15 +9,16 @@ import pytest
 import torch
 
 import mimcl_hub  # noqa: F401  (registers the small-image variants)
-from mimcl_hub.hub import save_encoder
+from mimcl_hub.hub import EvalEntry, RunCard, save_encoder
 from mimcl_hub.models import create_backbone
 from mimcl_hub.objectives import build_infoaug
 
-CARD = dict(objective="byol", mi_objective="simclr", mi_weight=0.5, twin_mode="mi", license="apache-2.0",
-            datasets=["uoft-cs/cifar10"], model_id="tester/vit-byol",
-            knn=dict(top1=0.4321, top5=0.9, dataset="digits", dataset_name="scikit-learn digits", k=20, T=0.07),
-            train_metrics={"train_loss": 1.25, "global_step": 6}, mining={"k": 5, "grid": 8},
-            training_config={"learning_rate": 0.001, "max_steps": 6})
+CARD = RunCard(objective="byol", mi_objective="simclr", mi_weight=0.5, twin_mode="mi", license="apache-2.0",
+               datasets=["uoft-cs/cifar10"], model_id="tester/vit-byol",
+               results=[EvalEntry("digits", "knn_top1", 0.4321, "scikit-learn digits", config="k=20,T=0.07"),
+                        EvalEntry("digits", "knn_top5", 0.9, "scikit-learn digits", config="k=20,T=0.07")],
+               train_metrics={"train_loss": 1.25, "global_step": 6}, mining={"k": 5, "grid": 8},
+               training_config={"learning_rate": 0.001, "max_steps": 6})
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_cifar_resnet_card_says_import(tmp_path):
 
 def test_replacement_is_atomic(tmp_path, vit, monkeypatch):
     folder = tmp_path / "enc"
-    save_encoder(vit, folder, dict(CARD, model_id="first"))
+    save_encoder(vit, folder, dataclasses.replace(CARD, model_id="first"))
     before = sorted(os.listdir(folder))
 
     from mimcl_hub.hub import save as save_module
@@ -124,12 +126,12 @@ def test_replacement_is_atomic(tmp_path, vit, monkeypatch):
 
     monkeypatch.setattr(save_module, "build_card", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        save_encoder(vit, folder, dict(CARD, model_id="second"))
+        save_encoder(vit, folder, dataclasses.replace(CARD, model_id="second"))
     assert sorted(os.listdir(folder)) == before                       # old folder intact
     assert "first" in (folder / "README.md").read_text()
     assert sorted(os.listdir(tmp_path)) == ["enc"]                     # no temporary leftovers
     monkeypatch.undo()
-    save_encoder(vit, folder, dict(CARD, model_id="third"))
+    save_encoder(vit, folder, dataclasses.replace(CARD, model_id="third"))
     assert "third" in (folder / "README.md").read_text()
     assert sorted(os.listdir(tmp_path)) == ["enc"]
 

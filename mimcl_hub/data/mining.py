@@ -12,14 +12,21 @@ and adds the twin columns. A bad row never crashes the map: it gets empty twin c
                    fn_kwargs={"max_side": 320, "grid": 8}, features=mined_features(ds.features))
 
 ``mine_dataset`` does exactly that with the right features.
+
+Every row records how it was mined: ``twin_options`` is a JSON object of the ``TwinOptions`` fields used plus
+``max_side`` (failed rows too), so any row, shard or Parquet export says which settings produced its twins;
+``mining_report`` lists the distinct option sets. :class:`MinedTwins` reads a row's twin columns back (the
+twin picture is drawn from them, never by mining again).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import threading
+from dataclasses import asdict, dataclass
 from typing import Any, Iterator, Mapping, Optional
 
 import datasets
@@ -33,8 +40,8 @@ from .video import _open_container, _to_rgb, resize_max_side
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TWIN_FEATURES", "error_reason", "mined_features", "mine_twin_patches", "mine_dataset", "mining_report",
-           "row_result", "with_lossless_frames"]
+__all__ = ["MinedTwins", "TWIN_FEATURES", "error_reason", "mined_features", "mine_twin_patches", "mine_dataset",
+           "mining_report", "options_json", "row_result", "with_lossless_frames"]
 
 #: Columns added by ``mine_twin_patches``. Per clip, P = grid² patches and T frames; boxes and
 #: tracks are in pixels of the mined frames (``twin_frame_size`` = (H, W), after ``max_side``).
@@ -48,6 +55,7 @@ TWIN_FEATURES = datasets.Features(
         "twin_tracks": datasets.Sequence(datasets.Sequence(datasets.Sequence(datasets.Value("float32"), length=2))),  # (P, T, 2)
         "twin_frame_size": datasets.Sequence(datasets.Value("int32"), length=2),  # (H, W)
         "twin_threshold": datasets.Value("float32"),
+        "twin_options": datasets.Value("string"),  # JSON: the TwinOptions fields used + max_side (every row)
         "mine_error": datasets.Value("string"),  # "" when the row was mined
         "mine_reason": datasets.Value("string"),  # "" when mined, else a code of mimcl_hub.errors.CLIP_ERROR_REASONS
     }
@@ -64,10 +72,16 @@ def mined_features(features: datasets.Features) -> datasets.Features:
     return out
 
 
-def _empty_row(error: str, reason: str) -> dict[str, Any]:
+def options_json(options: TwinOptions, max_side: Optional[int]) -> str:
+    """The ``twin_options`` value of a row: ``{field: value, ..., "max_side": max_side}`` as sorted-key JSON."""
+    return json.dumps({**asdict(options), "max_side": max_side}, sort_keys=True)
+
+
+def _empty_row(error: str, reason: str, options: str) -> dict[str, Any]:
     return {
         "twin_boxes": [], "twin": [], "twin_mi": [], "twin_valid": [], "twin_status": [], "twin_tracks": [],
-        "twin_frame_size": [0, 0], "twin_threshold": float("nan"), "mine_error": error, "mine_reason": reason,
+        "twin_frame_size": [0, 0], "twin_threshold": float("nan"), "twin_options": options, "mine_error": error,
+        "mine_reason": reason,
     }
 
 
@@ -80,8 +94,8 @@ def error_reason(error: BaseException) -> str:
     return "unexpected_error"
 
 
-def row_result(result) -> dict[str, Any]:
-    """Convert a ``TwinPatches`` into one row of the twin columns."""
+def row_result(result, max_side: Optional[int] = None) -> dict[str, Any]:
+    """Convert a ``TwinPatches`` (mined with ``max_side``) into one row of the twin columns."""
     return {
         "twin_boxes": result.boxes.astype(np.int32).tolist(),
         "twin": result.twin.astype(np.int32).tolist(),
@@ -91,9 +105,76 @@ def row_result(result) -> dict[str, Any]:
         "twin_tracks": result.tracks.astype(np.float32).tolist(),
         "twin_frame_size": [int(result.frame_size[0]), int(result.frame_size[1])],
         "twin_threshold": float(result.threshold),
+        "twin_options": options_json(result.options, max_side),
         "mine_error": "",
         "mine_reason": "",
     }
+
+
+@dataclass
+class MinedTwins:
+    """The twins of one mined row, read back from its twin columns (:meth:`from_row`): what ``TwinPatches`` holds
+    except the P×P ``mi_matrix``, ``motion``, ``gate`` and ``noise``, which rows do not store.
+
+    Attributes:
+        boxes: (P, 4) int xyxy patch boxes in pixels of the mined frames (row-major G×G grid, P = G²).
+        twin: (P,) int twin index, −1 for none.
+        mi: (P,) float best-partner MI (nats), NaN for invalid patches.
+        valid: (P,) bool; status: (P,) int codes of ``mimcl_hub.mi.twins.STATUS_NAMES``.
+        tracks: (P, T, 2) float32 patch centres per frame.
+        frame_size: (H, W) of the mined frames; threshold: the MI threshold used.
+        options: the ``twin_options`` the row was mined with (``TwinOptions`` fields + ``max_side``; empty for a
+            row mined before they were recorded).
+        clip_id: the row's ``clip_id`` (or ``"row I"``).
+    """
+
+    boxes: np.ndarray
+    twin: np.ndarray
+    mi: np.ndarray
+    valid: np.ndarray
+    status: np.ndarray
+    tracks: np.ndarray
+    frame_size: tuple[int, int]
+    threshold: float
+    options: dict[str, Any]
+    clip_id: str = ""
+
+    @property
+    def pairs(self) -> list[tuple[int, int, float]]:
+        """(anchor, twin, mi) for every patch that has a twin (as ``TwinPatches.pairs``)."""
+        return [(int(i), int(self.twin[i]), float(self.mi[i])) for i in np.flatnonzero(self.twin >= 0)]
+
+    def status_names(self) -> list[str]:
+        return [STATUS_NAMES[s] for s in self.status]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], index: Optional[int] = None) -> "MinedTwins":
+        """Read a mined row (a dict of its columns). Raises ``ClipError`` naming the row when it failed mining or
+        its twin columns do not fit together."""
+        name = row.get("clip_id") or f"row {index}"
+        where = f"row {index} ({name})" if index is not None else f"clip {name!r}"
+        if row.get("mine_error"):
+            raise ClipError(f"{where} was not mined ({row['mine_error']})", reason=row.get("mine_reason") or "bad_clip")
+        boxes = np.asarray(row["twin_boxes"], np.int64).reshape(-1, 4)
+        p = boxes.shape[0]
+        size = [int(v) for v in (row.get("twin_frame_size") or [])]
+        tracks = np.asarray(row["twin_tracks"], np.float32)
+        twins = cls(boxes=boxes, twin=np.asarray(row["twin"], np.int64), mi=np.asarray(row["twin_mi"], np.float64),
+                    valid=np.asarray(row["twin_valid"], bool),
+                    status=np.asarray([STATUS_NAMES.index(s) if s in STATUS_NAMES else -1
+                                       for s in row["twin_status"]], np.int64),
+                    tracks=tracks.reshape(p, -1, 2) if tracks.size else tracks.reshape(p, 0, 2),
+                    frame_size=tuple(size), threshold=float(row["twin_threshold"]),
+                    options=json.loads(row["twin_options"]) if row.get("twin_options") else {}, clip_id=str(name))
+        shapes = {"twin": twins.twin.shape, "twin_mi": twins.mi.shape, "twin_valid": twins.valid.shape,
+                  "twin_status": twins.status.shape}
+        bad = [f"{k} {v}" for k, v in shapes.items() if v != (p,)]
+        if bad or len(size) != 2 or min(size) <= 0 or (twins.status < 0).any() \
+                or ((twins.twin < -1) | (twins.twin >= p)).any():
+            raise ClipError(f"{where}: its twin columns do not fit together ({p} boxes; {', '.join(bad) or 'ok'}; "
+                            f"frame size {size}; status {sorted(set(row['twin_status']))}; twin indices must be in "
+                            f"-1..{p - 1})", reason="bad_field")
+        return twins
 
 
 def _row(batch: Mapping[str, list], i: int) -> dict[str, Any]:
@@ -292,13 +373,15 @@ def mine_twin_patches(
     Returns:
         The twin columns for the batch (``map`` keeps the input columns).
     """
-    TwinOptions.from_kwargs(**twin_options)
+    options = options_json(TwinOptions.from_kwargs(**twin_options), max_side)
     check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
     with _intra_op_threads(num_threads):
-        return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options)
+        return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
+                           options)
 
 
-def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options) -> dict[str, list]:
+def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
+                options) -> dict[str, list]:
     n = len(next(iter(batch.values()))) if batch else 0
     out: dict[str, list] = {name: [] for name in TWIN_FEATURES}
     for i in range(n):
@@ -307,7 +390,7 @@ def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_t
         name = row.get("clip_id") or f"row {index}"
         try:
             frames = _load_frames(row, max_side, strict_format, num_threads)
-            values = row_result(find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options))
+            values = row_result(find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options), max_side)
         except Exception as error:  # a bad row is reported, never the end of the whole map
             reason = error_reason(error)
             if strict:
@@ -317,7 +400,7 @@ def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_t
                                 reason="bad_clip") from error
             message = f"{type(error).__name__}: {error}"
             logger.warning("twin mining skipped row %s (%s): %s", index, reason, message)
-            values = _empty_row(message, reason)
+            values = _empty_row(message, reason, options)
         for key, value in values.items():
             out[key].append(value)
     return out
@@ -433,7 +516,9 @@ def with_lossless_frames(dataset: datasets.Dataset) -> datasets.Dataset:
 def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
     """Counts over a mined dataset: clips, clips mined / failed, the failed rows by reason code
     (``failed_by_reason``, see ``mimcl_hub.errors.CLIP_ERROR_REASONS``; ``unexpected_error`` for anything
-    that was not a ``ClipError``) and their messages by row (``errors``), patches, valid patches and twins."""
+    that was not a ``ClipError``) and their messages by row (``errors``), patches, valid patches, twins, and the
+    distinct ``twin_options`` the rows were mined with (parsed, in order of first appearance; empty for a dataset
+    mined before they were recorded)."""
     errors = dataset["mine_error"]
     failed = {i: e for i, e in enumerate(errors) if e}
     reasons = dataset["mine_reason"] if "mine_reason" in dataset.column_names else ["bad_clip"] * len(dataset)
@@ -443,6 +528,7 @@ def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
         by_reason[key] = by_reason.get(key, 0) + 1
     valid = dataset["twin_valid"]
     twins = dataset["twin"]
+    options = dataset["twin_options"] if "twin_options" in dataset.column_names else []
     return {
         "clips": len(dataset),
         "mined": len(dataset) - len(failed),
@@ -452,4 +538,5 @@ def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
         "patches": int(sum(len(v) for v in valid)),
         "valid_patches": int(sum(int(np.sum(v)) for v in valid)),
         "twins": int(sum(int(np.sum(np.asarray(t) >= 0)) for t in twins)),
+        "twin_options": [json.loads(o) for o in dict.fromkeys(options) if o],
     }

@@ -7,10 +7,15 @@
    :func:`mimcl_hub.eval.knn.load_knn_datasets`) extracts frozen features at the model's input size and
    normalisation, then runs the weighted kNN (DINO protocol) and, unless ``linear=False``, a linear probe
    (:func:`mimcl_hub.eval.linear.linear_probe`);
-3. writes ``eval_results.json`` (merged with earlier results, by dataset) and updates ``README.md``: the
-   ``model-index`` results (``huggingface_hub.EvalResult``) are merged by (dataset, split, metric) — a new
-   value replaces the old one, other entries and the rest of the card stay — and a results table between
-   ``<!-- mimcl-eval -->`` markers. Both files are written atomically (temp file + ``os.replace``).
+3. writes ``eval_results.json`` (merged with earlier results, by dataset) and updates ``README.md``: the card is
+   parsed into a :class:`mimcl_hub.hub.card.RunCard`, the new :class:`~mimcl_hub.hub.card.EvalEntry` results are
+   merged into it by (dataset, split, metric) — a new value replaces the old one — and the card's managed parts
+   are written from it: the ``model-index`` and a results table between ``<!-- mimcl-eval -->`` markers; the rest
+   of the card stays as it is.
+
+The card is parsed before any evaluation: a card that does not parse (YAML errors; a ``!!python/object`` tag is
+refused, never executed) or holds bad values fails with a ``ValueError`` naming ``README.md``, and neither file is
+written. Both texts are made before either is written, each atomically (temp file + ``os.replace``).
 
 For a Hub repo id nothing is written unless ``output_dir`` is given (the download cache is not a place to edit).
 """
@@ -28,37 +33,29 @@ from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from .._safety import check_number
+from ..hub.card import EvalEntry, RunCard, load_model_card, md_cell
 
-__all__ = ["EVAL_RESULTS_NAME", "evaluate_encoder", "update_model_card"]
+__all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "update_model_card"]
 
 EVAL_RESULTS_NAME = "eval_results.json"
 _START, _END = "<!-- mimcl-eval:start -->", "<!-- mimcl-eval:end -->"
 _DATASET_NAMES = {"digits": "scikit-learn digits"}
 
 
-def _eval_results(dataset: str, res: dict[str, Any]) -> list:
-    from huggingface_hub import EvalResult
-
-    common = dict(task_type="image-classification", dataset_type=dataset,
-                  dataset_name=_DATASET_NAMES.get(dataset, dataset), dataset_split=res.get("split", "test"))
-    knn_cfg = f"k={res['knn_k']},T={res['knn_t']}"
-    out = [EvalResult(task_name="kNN classification (frozen features)", metric_type="accuracy",
-                      metric_name="kNN top-1 accuracy", metric_value=round(float(res["knn_top1"]), 4),
-                      metric_config=knn_cfg, **common)]
-    if res.get("knn_top5") is not None:
-        out.append(EvalResult(task_name="kNN classification (frozen features)", metric_type="top_5_accuracy",
-                              metric_name="kNN top-5 accuracy", metric_value=round(float(res["knn_top5"]), 4),
-                              metric_config=knn_cfg, **common))
-    if res.get("linear_top1") is not None:
-        out.append(EvalResult(task_name="Linear probe (frozen features)", metric_type="accuracy",
-                              metric_name="Linear probe top-1 accuracy",
-                              metric_value=round(float(res["linear_top1"]), 4),
-                              metric_config=res.get("linear_config"), **common))
+def eval_entries(dataset: str, result: dict[str, Any], dataset_name: str | None = None) -> list[EvalEntry]:
+    """The model-index entries of one dataset's result (``knn_top1`` [+ ``knn_top5``] [+ ``linear_top1``], values
+    rounded to 4 decimals; kNN settings as ``k=K,T=T``). ``result``: ``knn_top1``, ``knn_k``, ``knn_t`` and
+    optionally ``knn_top5``, ``linear_top1``, ``linear_config``, ``split``."""
+    common = dict(dataset=dataset, dataset_name=dataset_name or _DATASET_NAMES.get(dataset, dataset),
+                  split=result.get("split", "test"))
+    knn_cfg = f"k={result['knn_k']},T={result['knn_t']}"
+    out = [EvalEntry(metric="knn_top1", value=round(float(result["knn_top1"]), 4), config=knn_cfg, **common)]
+    if result.get("knn_top5") is not None:
+        out.append(EvalEntry(metric="knn_top5", value=round(float(result["knn_top5"]), 4), config=knn_cfg, **common))
+    if result.get("linear_top1") is not None:
+        out.append(EvalEntry(metric="linear_top1", value=round(float(result["linear_top1"]), 4),
+                             config=result.get("linear_config"), **common))
     return out
-
-
-def _key(r) -> tuple:
-    return (r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type, r.metric_name)
 
 
 def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
@@ -71,37 +68,41 @@ def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
         return "–" if v is None else f"{float(v):.4f}"
 
     for name, r in sorted(all_results.items()):
-        lines.append(f"| {_DATASET_NAMES.get(name, name)} | {f(r.get('knn_top1'))} | {f(r.get('knn_top5'))} | "
-                     f"{f(r.get('linear_top1'))} | {r.get('num_train', '?')} / {r.get('num_test', '?')} |")
+        lines.append(f"| {md_cell(_DATASET_NAMES.get(name, name))} | {f(r.get('knn_top1'))} | "
+                     f"{f(r.get('knn_top5'))} | {f(r.get('linear_top1'))} | {r.get('num_train', '?')} / "
+                     f"{r.get('num_test', '?')} |")
     lines += ["", _END]
     return "\n".join(lines)
 
 
-def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, Any]],
-                      all_results: dict[str, dict[str, Any]] | None = None) -> Path:
-    """Merge ``results`` (dataset -> metrics) into ``folder/README.md``'s ``model-index`` and results table."""
-    from huggingface_hub import ModelCard
+def _read_card(path: Path):
+    """``(ModelCard, RunCard)`` of ``path``, or a ``ValueError`` naming the file."""
+    try:
+        card = load_model_card(path)
+        return card, RunCard.from_model_card(card)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; neither {EVAL_RESULTS_NAME} nor README.md was written (fix the card's YAML "
+                         "metadata, or move README.md away to evaluate without a card)") from e
 
-    path = Path(folder) / "README.md"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: no model card to update")
-    card = ModelCard.load(path)
+
+def _updated_card(path: Path, results: dict[str, dict[str, Any]], all_results: dict[str, dict[str, Any]],
+                  name: str) -> str:
+    """The text of ``path``'s card with ``results`` merged in (see :func:`update_model_card`); writes nothing."""
+    card, run = _read_card(path)
+    new = [entry for dataset, res in results.items() for entry in eval_entries(dataset, res)]
+    run = run.merge_results(new)
+    # the model-index from the RunCard; a result of the card that was not replaced keeps its own EvalResult (a
+    # card from elsewhere keeps its task names and dataset configs)
+    kept = {EvalEntry.from_eval_result(r).key: r for r in (card.data.eval_results or [])}
+    replaced = {entry.key for entry in new}
     data = card.data
-    merged = list(data.eval_results or [])
-    for dataset, res in results.items():
-        for new in _eval_results(dataset, res):
-            keys = [_key(r) for r in merged]
-            if _key(new) in keys:
-                merged[keys.index(_key(new))] = new
-            else:
-                merged.append(new)
-    data.eval_results = merged
-    if not data.model_name:
-        data.model_name = Path(folder).absolute().name
+    data.eval_results = [kept[e.key] if e.key in kept and e.key not in replaced else e.to_eval_result()
+                         for e in run.results]
+    data.model_name = run.model_id or name
     metrics = list(data.metrics or [])
     if "accuracy" not in metrics:
         data.metrics = metrics + ["accuracy"]
-    table = _results_table(all_results if all_results is not None else results)
+    table = _results_table(all_results)
     text = card.text
     if _START in text and _END in text:
         head, _, rest = text.partition(_START)
@@ -113,7 +114,25 @@ def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, An
     else:
         text = text.rstrip("\n") + "\n\n" + table + "\n"
     card.text = text
-    atomic_write_text(path, str(card.content))
+    return str(card.content)
+
+
+def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, Any]],
+                      all_results: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Merge ``results`` (dataset -> metrics, see :func:`eval_entries`) into ``folder/README.md``: the card is
+    parsed into a :class:`~mimcl_hub.hub.card.RunCard`, the results merged into it, and its ``model-index`` and
+    results table (``all_results``, default ``results``) written from it; the rest of the card stays.
+
+    Raises:
+        FileNotFoundError: no ``README.md``.
+        ValueError: the card does not parse or holds bad values (names the file); it is left as it was.
+    """
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no model card to update")
+    text = _updated_card(path, results, all_results if all_results is not None else results,
+                         Path(folder).absolute().name)
+    atomic_write_text(path, text)
     return path
 
 
@@ -157,6 +176,15 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     check_number("linear_weight_decay", linear_weight_decay, 0, None)
     check_number("seed", seed, 0, 2**32 - 1, integer=True)
     encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=revision, token=token, device=device)
+    is_local = os.path.isdir(os.fspath(model_dir_or_repo))
+    target = Path(output_dir) if output_dir is not None else (Path(model_dir_or_repo) if is_local else None)
+    card_src = None                      # the card to update, parsed now: a broken one fails before any work
+    if target is not None and update_card:
+        for candidate in (target / "README.md", encoder.folder / "README.md" if encoder.folder else None):
+            if candidate is not None and candidate.is_file():
+                card_src = candidate
+                _read_card(card_src)
+                break
     data_cfg = encoder.data_config()
     img_size = int(data_cfg["input_size"][-1])
     results: dict[str, dict[str, Any]] = {}
@@ -189,25 +217,24 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
 
     out: dict[str, Any] = {"model": str(model_dir_or_repo), "results": results, "eval_results_path": None,
                            "card_path": None}
-    is_local = os.path.isdir(os.fspath(model_dir_or_repo))
-    target = Path(output_dir) if output_dir is not None else (Path(model_dir_or_repo) if is_local else None)
-    if target is not None:
-        target.mkdir(parents=True, exist_ok=True)
-        path = target / EVAL_RESULTS_NAME
-        previous: dict[str, Any] = {}
-        if path.is_file():
-            try:
-                previous = json.loads(path.read_text(encoding="utf-8")).get("results", {})
-            except (json.JSONDecodeError, AttributeError):
-                previous = {}
-        all_results = {**previous, **results}
-        atomic_write_text(path, json.dumps({"model": str(model_dir_or_repo), "results": all_results}, indent=2,
-                                            sort_keys=True) + "\n")
-        out["eval_results_path"] = str(path)
-        if update_card:
-            card_src = target / "README.md"
-            if not card_src.is_file() and encoder.folder is not None and (encoder.folder / "README.md").is_file():
-                atomic_write_text(card_src, (encoder.folder / "README.md").read_text(encoding="utf-8"))
-            if card_src.is_file():
-                out["card_path"] = str(update_model_card(target, results, all_results))
+    if target is None:
+        return out
+    path = target / EVAL_RESULTS_NAME
+    previous: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8")).get("results", {})
+        except (json.JSONDecodeError, AttributeError):
+            previous = {}
+    all_results = {**previous, **results}
+    # both texts first, then both writes: a card that cannot be updated leaves eval_results.json as it was too
+    json_text = json.dumps({"model": str(model_dir_or_repo), "results": all_results}, indent=2, sort_keys=True) + "\n"
+    card_text = (_updated_card(card_src, results, all_results, target.absolute().name)
+                 if card_src is not None else None)
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json_text)
+    out["eval_results_path"] = str(path)
+    if card_text is not None:
+        atomic_write_text(target / "README.md", card_text)
+        out["card_path"] = str(target / "README.md")
     return out

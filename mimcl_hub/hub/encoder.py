@@ -618,29 +618,30 @@ class MIMCLEncoder(nn.Module):
 
     # ---------------------------------------------------------------------------------------- saving
 
-    def save_pretrained(self, folder: str | os.PathLike, card_data: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+    def save_pretrained(self, folder: str | os.PathLike, card: Any = None, **kwargs: Any) -> str:
         """Write the encoder folder with :func:`~mimcl_hub.hub.save.save_encoder` (atomically).
 
-        Without ``card_data`` the loaded model card (``README.md``), its twin picture and ``eval_results.json``
-        are kept, so ``from_pretrained(save_pretrained(...))`` round-trips. Extra keyword arguments go to
-        ``save_encoder`` (``heads``, ``heads_config``, ``metrics``, ``twin_figure``).
+        ``card``: a :class:`~mimcl_hub.hub.card.RunCard` (or a mapping of its fields) rendered into a new
+        ``README.md``. Without it the loaded model card (``README.md``), its twin picture and ``eval_results.json``
+        are kept as they are, so ``from_pretrained(save_pretrained(...))`` round-trips. Extra keyword arguments go
+        to ``save_encoder`` (``heads``, ``heads_config``, ``metrics``, ``twin_figure``).
         """
         from .save import save_encoder
 
-        card = self.card if card_data is None else None
+        loaded_card = self.card if card is None else None
         src = self.folder
         if src is not None and "twin_figure" not in kwargs and (src / "twins.png").is_file():
             kwargs["twin_figure"] = str(src / "twins.png")
         extra: dict[str, bytes] = {}
-        if card_data is None and src is not None:
+        if card is None and src is not None:
             for name in ("eval_results.json",):
                 if (src / name).is_file():
                     extra[name] = (src / name).read_bytes()
             if (src / "training_metrics.json").is_file() and "metrics" not in kwargs:
                 kwargs["metrics"] = json.loads((src / "training_metrics.json").read_text(encoding="utf-8"))
-        out = Path(save_encoder(self.model, folder, card_data, **kwargs))
-        if card is not None:
-            extra[CARD_NAME] = str(card.content).encode("utf-8")
+        out = Path(save_encoder(self.model, folder, card, **kwargs))
+        if loaded_card is not None:
+            extra[CARD_NAME] = str(loaded_card.content).encode("utf-8")
         for name, data in extra.items():
             atomic_write_bytes(out / name, data)
         return str(out)

@@ -10,51 +10,58 @@
 ``HF_ENDPOINT`` / ``HF_TOKEN`` are honoured (read at call time), ``endpoint=`` / ``token=`` override them.
 
 A row (:data:`ROW_FIELDS` + one column per dataset × metric, e.g. ``digits/knn_top1``) is read from the card's
-YAML only: the ``model-index`` results through ``huggingface_hub.ModelCardData`` and the ``mimcl_hub:`` block
-that :func:`mimcl_hub.hub.save.run_metadata` writes (backbone, objective, twin_mode, mi_weight, epochs, steps).
-A card from elsewhere without that block still ranks: the backbone comes from ``config.json``'s architecture
-and the objective from the card's tags.
+YAML only, parsed into a :class:`mimcl_hub.hub.card.RunCard` (:meth:`~mimcl_hub.hub.card.RunCard.from_model_card`):
+the ``model-index`` results and the ``mimcl_hub:`` block (backbone, objective, twin_mode, mi_weight, epochs,
+steps). A card from elsewhere without that block still ranks: the backbone comes from ``config.json``'s
+architecture and the objective from the card's tags (names of ``mimcl_hub.objectives.OBJECTIVES``).
 
 A source that cannot be read — no card, YAML that does not parse, a malformed ``model-index``, a metric value
-that is not a finite number, no results at all — becomes an entry of ``Leaderboard.errors`` naming the model and
-the reason; every other model is still ranked. Rows are ranked by ``sort`` (default: kNN top-1 accuracy on
+that is not a finite number, a ``mimcl_hub:`` block with a value of the wrong type or a non-finite number (e.g.
+``epochs: .nan``), no results at all — becomes an entry of ``Leaderboard.errors`` naming the model and the reason;
+every other model is still ranked, in every format. Rows are ranked by ``sort`` (default: kNN top-1 accuracy on
 the first dataset), descending for metrics; models without a value for the sort column come last.
 
 Writers: :func:`to_markdown` (for READMEs), :func:`to_json` (``{"rows": [...], "columns": [...],
-"errors": [...], "sort": ...}``), :func:`to_html` (one self-contained page: ``leaderboard/index.html`` with the
-data embedded; the table sorts when a header is clicked and filters as you type — the same page is the Hub
-Space). :func:`push_leaderboard_dataset` publishes the rows as an HF dataset (``data/leaderboard.parquet``,
-``leaderboard.json`` and a dataset card) and :func:`push_leaderboard_space` deploys the static Space that shows
-it, each as one commit.
+"errors": [...], "sort": ...}``), :func:`to_html` (one self-contained page: the package data
+``mimcl_hub/hub/space/index.html`` with the data embedded; the table sorts when a header is clicked and filters as
+you type — the same page is the Hub Space). Markdown cells and headers are escaped (``|``, line breaks), so a
+hostile dataset or model name cannot add columns or rows. :func:`push_leaderboard_dataset` publishes the rows as an
+HF dataset (``data/leaderboard.parquet``, ``leaderboard.json`` and a dataset card) and
+:func:`push_leaderboard_space` deploys the static Space that shows it, each as one commit.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from .card import META_FIELDS, METRICS, RunCard, load_model_card, md_cell, metric_key
+
 __all__ = [
-    "FORMATS", "LEADERBOARD_DIR", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "build_leaderboard",
+    "CARD_FIELDS", "FORMATS", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "SPACE_DIR", "build_leaderboard",
     "folder_model_name", "metric_key", "output_format", "page_template", "rank_rows", "render",
-    "push_leaderboard_dataset", "push_leaderboard_space", "resolve_sources", "row_from_card", "to_html",
-    "to_json", "to_markdown", "write_leaderboard",
+    "push_leaderboard_dataset", "push_leaderboard_space", "resolve_sources", "row_from_card", "row_from_run",
+    "space_readme", "to_html", "to_json", "to_markdown", "write_leaderboard",
 ]
 
-#: The Space folder: ``index.html`` (the page, also the ``--format html`` template) and ``README.md``.
-LEADERBOARD_DIR = Path(__file__).resolve().parents[2] / "leaderboard"
+#: The Space, package data of ``mimcl_hub.hub``: ``index.html`` (the page, also the ``--format html`` template)
+#: and ``README.md`` (the Space card).
+SPACE_DIR = "space"
+
+#: The :class:`~mimcl_hub.hub.card.RunCard` fields every row shows (from the card's ``mimcl_hub:`` block).
+CARD_FIELDS = ("backbone", "objective", "twin_mode", "mi_weight", "epochs", "steps")
+assert set(CARD_FIELDS) <= set(META_FIELDS)
 
 #: Descriptive columns of every row, in order; metric columns (``DATASET/METRIC``) follow.
-ROW_FIELDS = ("rank", "model", "backbone", "objective", "twin_mode", "mi_weight", "epochs", "steps")
+ROW_FIELDS = ("rank", "model", *CARD_FIELDS)
 
 FORMATS = ("md", "json", "html")
 _QUERY_KEYS = ("author", "tag", "search")
-_KNOWN_OBJECTIVES = ("simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "nnclr")
-_METRIC_ORDER = ("knn_top1", "knn_top5", "linear_top1")
+_METRIC_ORDER = tuple(METRICS)
 _DATA_MARK = "/*LEADERBOARD_DATA*/"
 _CONFIG_MARK = "/*LEADERBOARD_CONFIG*/"
 
@@ -81,71 +88,30 @@ class Leaderboard:
 
 
 # --------------------------------------------------------------------------------------------- reading cards
-def metric_key(result) -> str:
-    """Short metric name of a ``huggingface_hub.EvalResult``: ``knn_top1``, ``knn_top5``, ``linear_top1`` for
-    the results ``mimcl eval`` writes, otherwise the metric type (e.g. ``accuracy``, ``f1``)."""
-    # the metric's own name first: the Hub's model-index groups results by dataset, so a card's linear-probe
-    # metric may come back under the kNN task's name
-    kind = (result.metric_name or result.task_name or "").lower()
-    mtype = (result.metric_type or "").lower()
-    family = "knn" if "knn" in kind else "linear" if "linear" in kind else None
-    if family and mtype in ("accuracy", "top_1_accuracy", "top1_accuracy"):
-        return f"{family}_top1"
-    if family and mtype in ("top_5_accuracy", "top5_accuracy"):
-        return f"{family}_top5"
-    return re.sub(r"[^a-z0-9_]+", "_", mtype or (result.metric_name or "metric").lower()).strip("_") or "metric"
-
-
-def _number(value: Any) -> Optional[float]:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def row_from_card(model: str, card_data, config: Optional[dict] = None) -> dict[str, Any]:
-    """One leaderboard row from a ``ModelCardData`` (and the encoder's ``config.json`` dict, when known).
+def row_from_run(model: str, run: RunCard) -> dict[str, Any]:
+    """One leaderboard row from a parsed :class:`~mimcl_hub.hub.card.RunCard`: ``rank`` (filled in by
+    :func:`rank_rows`), ``model``, :data:`CARD_FIELDS`, then ``DATASET/METRIC`` per result.
 
     Raises:
-        ValueError: the card has no results, or a metric value is not a finite number (names the metric).
+        ValueError: the card has no results.
     """
-    results = list(card_data.eval_results or [])
-    if not results:
+    if not run.results:
         raise ValueError("the model card has no model-index results (run `mimcl eval` on the encoder first)")
-    meta = card_data.get("mimcl_hub")
-    meta = meta if isinstance(meta, dict) else {}
-    tags = [str(t) for t in (card_data.tags or [])]
-    objective = meta.get("objective") or next((t for t in tags if t in _KNOWN_OBJECTIVES), None)
-    backbone = meta.get("backbone") or (config or {}).get("architecture")
-    row: dict[str, Any] = {
-        "rank": None, "model": model, "backbone": backbone, "objective": objective,
-        "twin_mode": meta.get("twin_mode"), "mi_weight": _number(meta.get("mi_weight")),
-        "epochs": _number(meta.get("epochs")), "steps": _number(meta.get("steps")),
-    }
-    if row["steps"] is not None:
-        row["steps"] = int(row["steps"])
-    for result in results:
-        dataset = str(result.dataset_type or result.dataset_name or "unknown")
-        column = f"{dataset}/{metric_key(result)}"
-        value = _number(result.metric_value)
-        if value is None:
-            raise ValueError(f"model-index metric {column!r} has value {result.metric_value!r}, not a finite number")
-        row[column] = value
+    row: dict[str, Any] = {"rank": None, "model": model, **{name: getattr(run, name) for name in CARD_FIELDS}}
+    for entry in run.results:
+        row[entry.column] = entry.value
     return row
 
 
-def _load_card(path: Path):
-    from huggingface_hub import ModelCard
+def row_from_card(model: str, card_data, config: Optional[dict] = None) -> dict[str, Any]:
+    """One leaderboard row from a ``ModelCard`` / ``ModelCardData`` (and the encoder's ``config.json`` dict, when
+    known): :meth:`RunCard.from_model_card` then :func:`row_from_run`.
 
-    try:
-        return ModelCard.load(path)
-    except Exception as e:  # YAML errors, malformed model-index (ValueError), unreadable file
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        reason = reason.split(". Pass `ignore_metadata_errors", 1)[0].replace("<class 'KeyError'>", "missing key")
-        raise ValueError(f"the model card could not be parsed: {reason}") from e
+    Raises:
+        ValueError: the card has no results, a metric value is not a finite number (names the metric), or its
+            ``mimcl_hub:`` block holds a bad value (names the field).
+    """
+    return row_from_run(model, RunCard.from_model_card(card_data, config))
 
 
 def _read_json(path: Path) -> Optional[dict]:
@@ -167,8 +133,8 @@ def _local_row(folder: Path) -> dict[str, Any]:
     card_path = folder / "README.md"
     if not card_path.is_file():
         raise ValueError(f"{folder} has no README.md model card")
-    card = _load_card(card_path)
-    return row_from_card(folder_model_name(folder), card.data, _read_json(folder / "config.json"))
+    card = load_model_card(card_path)
+    return row_from_card(folder_model_name(folder), card, _read_json(folder / "config.json"))
 
 
 def _hub_row(repo_id: str, token, endpoint: str, revision: Optional[str] = None) -> dict[str, Any]:
@@ -183,16 +149,16 @@ def _hub_row(repo_id: str, token, endpoint: str, revision: Optional[str] = None)
         card_path = hf_hub_download(repo_id, "README.md", revision=revision, token=token, endpoint=endpoint)
     except EntryNotFoundError as e:
         raise ValueError("the repo has no README.md model card") from e
-    config = None
-    card = _load_card(Path(card_path))
-    meta = card.data.get("mimcl_hub")
-    if not (isinstance(meta, dict) and meta.get("backbone")):
+    card = load_model_card(Path(card_path))
+    run = RunCard.from_model_card(card)
+    if run.backbone is None:                  # a card from elsewhere: the architecture of its config.json
         try:
             config = _read_json(Path(hf_hub_download(repo_id, "config.json", revision=revision, token=token,
                                                      endpoint=endpoint)))
         except EntryNotFoundError:
             config = None
-    return row_from_card(repo_id, card.data, config)
+        run = RunCard.from_model_card(card, config)
+    return row_from_run(repo_id, run)
 
 
 def _parse_query(source: str) -> Optional[dict[str, str]]:
@@ -338,7 +304,9 @@ def build_leaderboard(sources: Sequence[str], sort: Optional[str] = None, descen
     errors: list[dict[str, str]] = []
     for kind, ident in resolve_sources(sources, token=token, endpoint=endpoint):
         try:
-            rows.append(_local_row(Path(ident)) if kind == "folder" else _hub_row(ident, token, endpoint))
+            row = _local_row(Path(ident)) if kind == "folder" else _hub_row(ident, token, endpoint)
+            json.dumps(row, allow_nan=False)      # every writer can write it (JSON / HTML refuse NaN)
+            rows.append(row)
         except LeaderboardError:
             raise
         except Exception as e:  # one bad model never stops the ranking of the others
@@ -363,16 +331,17 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+def _md_code(text: str) -> str:
+    """``text`` for a markdown code span: escaped as a cell, backticks (which would end the span) as quotes."""
+    return md_cell(text).replace("`", "'")
 
 
 def to_markdown(board: Leaderboard) -> str:
     """A GitHub / Hub markdown table (``–`` for a missing value), the ranking column named below it, and the
-    models that could not be ranked with their reasons."""
+    models that could not be ranked with their reasons. Headers and cells are escaped (``md_cell``)."""
     header = [*ROW_FIELDS, *board.columns]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if h == "rank" or "/" in h
-                                                                  else "---" for h in header) + " |"]
+    lines = ["| " + " | ".join(md_cell(h) for h in header) + " |",
+             "| " + " | ".join("---:" if h == "rank" or "/" in h else "---" for h in header) + " |"]
     for row in board.rows:
         cells = []
         for h in header:
@@ -382,15 +351,15 @@ def to_markdown(board: Leaderboard) -> str:
             elif h == "steps" or h == "rank":
                 cells.append("–" if value is None else str(int(value)))
             else:
-                cells.append(_md_escape(_cell(value)))
+                cells.append(md_cell(_cell(value)))
         lines.append("| " + " | ".join(cells) + " |")
     if not board.rows:
         lines.append("| " + " | ".join(["–"] * len(header)) + " |")
     order = "highest first" if board.descending else "lowest first"
-    lines += ["", f"Ranked by `{board.sort}` ({order})."]
+    lines += ["", f"Ranked by `{_md_code(str(board.sort))}` ({order})."]
     if board.errors:
         lines += ["", "Not ranked (card could not be read):", ""]
-        lines += [f"- `{_md_escape(e['model'])}`: {_md_escape(e['error'])}" for e in board.errors]
+        lines += [f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}" for e in board.errors]
     return "\n".join(lines) + "\n"
 
 
@@ -406,18 +375,23 @@ def _script_json(payload: Any) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+def _space_file(name: str) -> str:
+    return resources.files(__package__).joinpath(SPACE_DIR, name).read_text(encoding="utf-8")
+
+
 def page_template() -> str:
-    """``leaderboard/index.html`` (the Space page)."""
-    path = LEADERBOARD_DIR / "index.html"
-    if not path.is_file():
-        raise LeaderboardError(f"the leaderboard page template {path} is missing: install mimcl_hub from a clone "
-                               "(pip install -e .), which has the leaderboard/ folder")
-    return path.read_text(encoding="utf-8")
+    """The Space page ``mimcl_hub/hub/space/index.html`` (package data)."""
+    return _space_file("index.html")
+
+
+def space_readme() -> str:
+    """The Space card ``mimcl_hub/hub/space/README.md`` (package data)."""
+    return _space_file("README.md")
 
 
 def to_html(board: Leaderboard, title: str = "mimcl_hub encoder leaderboard", dataset: Optional[str] = None,
             endpoint: Optional[str] = None) -> str:
-    """The self-contained page: ``leaderboard/index.html`` with the rows embedded. With ``dataset``
+    """The self-contained page: :func:`page_template` with the rows embedded. With ``dataset``
     (``ORG/NAME`` of a results dataset) the page loads fresher rows from that dataset's ``leaderboard.json``
     when it is opened, keeping the embedded ones if that fails."""
     import html
@@ -426,7 +400,8 @@ def to_html(board: Leaderboard, title: str = "mimcl_hub encoder leaderboard", da
     page = page_template()
     for mark in (_DATA_MARK, _CONFIG_MARK, "<!--TITLE-->"):
         if mark not in page:
-            raise LeaderboardError(f"{LEADERBOARD_DIR / 'index.html'} lacks the {mark} placeholder")
+            raise LeaderboardError(f"the leaderboard page mimcl_hub/hub/{SPACE_DIR}/index.html lacks the {mark} "
+                                   "placeholder")
     return (page.replace(_DATA_MARK, _script_json(board.to_dict()))
             .replace(_CONFIG_MARK, _script_json(config))
             .replace("<!--TITLE-->", html.escape(title)))
@@ -444,10 +419,14 @@ def render(board: Leaderboard, fmt: str, **html_args) -> str:
 
 def output_format(path: str | os.PathLike, fmt: Optional[str] = None) -> str:
     """``fmt``, or the format of ``path``'s suffix (``.md`` / ``.markdown``, ``.json``, ``.html`` / ``.htm``).
+    ``mimcl leaderboard`` calls it before any work, so a bad ``--output`` fails first.
 
     Raises:
-        LeaderboardError: neither tells a known format.
+        LeaderboardError: ``path`` is an existing folder, or neither tells a known format.
     """
+    if os.path.isdir(path):
+        raise LeaderboardError(f"--output {path} is an existing folder: give a file name, e.g. "
+                               f"{os.path.join(path, 'leaderboard.' + (fmt or 'md'))}")
     fmt = fmt or {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
                   ".htm": "html"}.get(Path(path).suffix.lower())
     if fmt not in FORMATS:
@@ -536,11 +515,13 @@ def push_leaderboard_dataset(board: Leaderboard, repo_id: str, token=None, endpo
     card. Returns the commit URL. Raises :class:`mimcl_hub.hub.PushError`."""
     errors = ""
     if board.errors:
-        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{e['model']}`: {e['error']}" for e in board.errors) + "\n"
-    card = _DATASET_CARD.format(title=title, sort=board.sort, repo_id=repo_id,
+        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}"
+                                                 for e in board.errors) + "\n"
+    card = _DATASET_CARD.format(title=title, sort=_md_code(str(board.sort)), repo_id=repo_id,
                                 order="highest first" if board.descending else "lowest first",
                                 fields=", ".join(f"`{f}`" for f in ROW_FIELDS),
-                                columns=", ".join(f"`{c}`" for c in board.columns) or "none yet", errors=errors)
+                                columns=", ".join(f"`{_md_code(c)}`" for c in board.columns) or "none yet",
+                                errors=errors)
     files = {"README.md": card.encode("utf-8"), "leaderboard.json": to_json(board).encode("utf-8"),
              "data/leaderboard.parquet": _parquet_bytes(board)}
     return _commit(repo_id, "dataset", files, token, endpoint, private,
@@ -551,15 +532,12 @@ def push_leaderboard_space(board: Leaderboard, repo_id: str, dataset: Optional[s
                            endpoint: Optional[str] = None, private: bool = False,
                            title: str = "mimcl_hub encoder leaderboard") -> str:
     """Deploy the static Space ``repo_id`` in one commit: ``index.html`` (:func:`to_html`, reading fresh rows
-    from ``dataset``'s ``leaderboard.json`` when given) and ``leaderboard/README.md`` as the Space card
+    from ``dataset``'s ``leaderboard.json`` when given) and :func:`space_readme` as the Space card
     (``sdk: static``; its title set to ``title``, ``datasets`` to ``dataset``). Returns the commit URL.
     Raises :class:`mimcl_hub.hub.PushError`."""
     from huggingface_hub import SpaceCard
 
-    readme = LEADERBOARD_DIR / "README.md"
-    if not readme.is_file():
-        raise LeaderboardError(f"the Space card {readme} is missing: install mimcl_hub from a clone (pip install -e .)")
-    card = SpaceCard(readme.read_text(encoding="utf-8"))
+    card = SpaceCard(space_readme())
     card.data.title = title
     if dataset:
         card.data.datasets = [dataset]

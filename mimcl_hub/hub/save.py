@@ -1,7 +1,7 @@
 """Save a trained backbone as a Hub-ready encoder folder.
 
-``save_encoder(backbone, folder, card_data)`` writes, atomically (a temporary sibling folder renamed
-into place, so a crash never leaves a half-written ``folder``):
+``save_encoder(backbone, folder, card)`` writes, atomically (a temporary sibling folder renamed into place, so a
+crash never leaves a half-written ``folder``):
 
 * ``config.json`` — timm's format (``timm.models.save_config_for_hf`` builds ``pretrained_cfg``),
   with ``architecture`` / ``model_args`` from :func:`mimcl_hub.models.timm_config_for`: a standard timm
@@ -10,62 +10,43 @@ into place, so a crash never leaves a half-written ``folder``):
   ``num_classes: 0`` and ``num_features``;
 * ``model.safetensors`` — the backbone's state dict only;
 * ``heads/`` (optional) — ``model.safetensors`` + ``config.json`` of the training heads;
-* ``README.md`` — the model card rendered from ``model_cards/model_card_template.md`` with
-  ``huggingface_hub.ModelCard.from_template``: YAML metadata (``library_name: timm``, tags,
-  ``pipeline_tag: image-feature-extraction``, license, datasets) and ``model-index`` results
-  (``ModelCardData(eval_results=[EvalResult(...)])``) from the kNN monitor;
+* ``README.md`` — the :class:`~mimcl_hub.hub.card.RunCard` rendered with
+  ``huggingface_hub.ModelCard.from_template`` from the package template ``mimcl_hub/hub/templates/model_card.md``
+  (read with ``importlib.resources``, so an installed wheel renders the same card): YAML metadata (``library_name:
+  timm``, tags, ``pipeline_tag: image-feature-extraction``, license, datasets, the ``mimcl_hub:`` block) and
+  ``model-index`` results;
 * ``training_metrics.json`` and, when given, the twin picture (``twins.png``).
 
 The folder loads with ``timm.create_model("local-dir:DIR", pretrained=True)`` and
-``transformers.AutoModel.from_pretrained(DIR)``; ``ModelCard.load(DIR / "README.md").data.eval_results``
-returns the kNN metric.
+``transformers.AutoModel.from_pretrained(DIR)``; ``RunCard.from_model_card(DIR)`` gives the card back.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from .._atomic import atomic_folder
+from .card import RunCard, md_cell, objective_title
 
-__all__ = ["TEMPLATE_PATH", "atomic_folder", "build_card", "encoder_config", "run_metadata", "save_encoder"]
+__all__ = ["CARD_TEMPLATE", "as_run_card", "atomic_folder", "build_card", "card_template", "encoder_config",
+           "save_encoder"]
 
-#: The model card template (Jinja2, rendered by ``ModelCard.from_template``).
-TEMPLATE_PATH = Path(__file__).resolve().parents[2] / "model_cards" / "model_card_template.md"
+#: The model card template (Jinja2, rendered by ``ModelCard.from_template``): package data of ``mimcl_hub.hub``.
+CARD_TEMPLATE = "templates/model_card.md"
 
-# used only when the package runs from a wheel without the repository's model_cards/ folder
-_FALLBACK_TEMPLATE = """---
-{{ card_data }}
----
 
-# {{ model_id }}
-
-Self-supervised {{ architecture }} encoder trained with {{ objective_title }} by mimcl_hub
-(InfoAug, arXiv 2511.00028). Backbone only: `timm.create_model(..., pretrained=True)` returns pooled
-{{ num_features }}-d features.
-
-{% if knn_top1 is not none %}kNN top-1 accuracy on {{ knn_dataset_name }}: {{ "%.4f" | format(knn_top1) }}{% endif %}
-
-```json
-{{ training_config_json }}
-```
-
-Citation: Chen & Yang, "Mutual Information guided Visual Contrastive Learning", arXiv:2511.00028.
-"""
-
-_OBJECTIVE_TITLES = {
-    "simclr": "SimCLR (arXiv 2002.05709)", "moco": "MoCo v2 (arXiv 2003.04297)", "byol": "BYOL (arXiv 2006.07733)",
-    "simsiam": "SimSiam (arXiv 2011.10566)", "barlow_twins": "Barlow Twins (arXiv 2103.03230)",
-    "vicreg": "VICReg (arXiv 2105.04906)", "dino": "DINO (arXiv 2104.14294)", "nnclr": "NNCLR (arXiv 2104.14548)",
-}
+def card_template() -> str:
+    """The text of the model card template (``mimcl_hub/hub/templates/model_card.md``, package data)."""
+    return resources.files(__package__).joinpath(CARD_TEMPLATE).read_text(encoding="utf-8")
 
 
 def _plain_state_dict(module: nn.Module, drop_prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
@@ -112,127 +93,55 @@ def _fmt(value: Any) -> Any:
     return value
 
 
-def run_metadata(config: Mapping[str, Any], card_data: Mapping[str, Any]) -> dict[str, Any]:
-    """The card's ``mimcl_hub:`` YAML block — what a leaderboard row needs, without parsing the card body.
-
-    ``{"backbone", "objective", "mi_objective", "twin_mode", "mi_weight", "epochs", "steps", "img_size",
-    "batch_size", "seed"}``; fields the run did not record are left out.
-    """
-    training = dict(card_data.get("training_config") or {})
-    metrics = dict(card_data.get("train_metrics") or {})
-    input_size = (config.get("pretrained_cfg") or {}).get("input_size") or [None]
-    twin_mode = str(card_data.get("twin_mode", "none"))
-    meta: dict[str, Any] = {
-        "backbone": training.get("model_name") or config.get("architecture"),
-        "architecture": config.get("architecture"),
-        "objective": str(card_data.get("objective", "simclr")),
-        "mi_objective": card_data.get("mi_objective") or card_data.get("objective", "simclr"),
-        "twin_mode": twin_mode,
-        "mi_weight": float(card_data.get("mi_weight", 0.0)) if twin_mode != "none" else 0.0,
-        "epochs": metrics.get("epoch"),
-        "steps": metrics.get("global_step", training.get("max_steps_resolved")),
-        "img_size": input_size[-1],
-        "batch_size": training.get("per_device_train_batch_size"),
-        "seed": training.get("seed"),
-    }
-    out = {}
-    for key, value in meta.items():
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            continue
-        out[key] = value
-    return out
+def as_run_card(card: Union[RunCard, Mapping[str, Any], None]) -> RunCard:
+    """``card`` itself, ``RunCard.from_dict(card)`` for a mapping of its fields, ``RunCard()`` for None."""
+    if card is None:
+        return RunCard()
+    if isinstance(card, RunCard):
+        return card
+    if isinstance(card, Mapping):
+        return RunCard.from_dict(card)
+    raise TypeError(f"expected a RunCard (or a mapping of its fields), got {type(card).__name__}")
 
 
-def build_card(config: Mapping[str, Any], card_data: Mapping[str, Any], has_heads: bool, twin_figure: str | None):
-    """Render the model card (a ``huggingface_hub.ModelCard``) from ``card_data`` (see :func:`save_encoder`)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+def build_card(config: Mapping[str, Any], card: RunCard, has_heads: bool, twin_figure: Optional[str]):
+    """Render ``card`` (completed with ``config``, see :meth:`RunCard.completed`) into a
+    ``huggingface_hub.ModelCard``; ``twin_figure`` is the picture's file name inside the folder."""
+    from huggingface_hub import ModelCard
 
     from ..models import REQUIRES_MIMCL_HUB
 
-    objective = str(card_data.get("objective", "simclr"))
-    mi_objective = card_data.get("mi_objective") or objective
-    twin_mode = str(card_data.get("twin_mode", "none"))
-    mi_weight = float(card_data.get("mi_weight", 0.0))
-    uses_mi = twin_mode != "none" and mi_weight > 0
-    model_id = str(card_data.get("model_id") or card_data.get("hub_model_id") or "mimcl_hub encoder")
-    knn = dict(card_data.get("knn") or {})
-    top1 = knn.get("top1")
-    if top1 is not None and not (isinstance(top1, (int, float)) and math.isfinite(top1)):
-        top1 = None
-    knn_dataset = str(knn.get("dataset", "digits"))
-    knn_dataset_name = str(knn.get("dataset_name") or knn_dataset)
-
-    eval_results = None
-    if top1 is not None:
-        eval_results = [EvalResult(
-            task_type="image-classification", task_name="kNN classification (frozen features)",
-            dataset_type=knn_dataset, dataset_name=knn_dataset_name, dataset_split=knn.get("split", "test"),
-            metric_type="accuracy", metric_name="kNN top-1 accuracy", metric_value=round(float(top1), 4),
-            metric_config=f"k={knn.get('k', 20)},T={knn.get('T', 0.07)}",
-        )]
-        if knn.get("top5") is not None:
-            eval_results.append(EvalResult(
-                task_type="image-classification", task_name="kNN classification (frozen features)",
-                dataset_type=knn_dataset, dataset_name=knn_dataset_name, dataset_split=knn.get("split", "test"),
-                metric_type="top_5_accuracy", metric_name="kNN top-5 accuracy",
-                metric_value=round(float(knn["top5"]), 4), metric_config=f"k={knn.get('k', 20)},T={knn.get('T', 0.07)}",
-            ))
-    tags = ["mimcl_hub", "self-supervised", "infoaug", objective]
-    if uses_mi and mi_objective != objective:
-        tags.append(mi_objective)
-    tags += [t for t in card_data.get("tags", []) if t not in tags]
-    datasets = card_data.get("datasets")
-    if isinstance(datasets, str):
-        datasets = [datasets]
-    data = ModelCardData(
-        library_name="timm",
-        license=card_data.get("license", "apache-2.0"),
-        tags=tags,
-        pipeline_tag="image-feature-extraction",
-        datasets=[d for d in (datasets or []) if d] or None,
-        metrics=["accuracy"] if eval_results else None,
-        eval_results=eval_results,
-        model_name=model_id,
-        mimcl_hub=run_metadata(config, card_data),
-    )
+    run = card.completed(config)
     architecture = config["architecture"]
-    template = TEMPLATE_PATH.read_text(encoding="utf-8") if TEMPLATE_PATH.is_file() else _FALLBACK_TEMPLATE
-    training_config = card_data.get("training_config") or {}
-    input_size = (config.get("pretrained_cfg") or {}).get("input_size") or [3, "?", "?"]
+    hub_id = run.hub_model_id
     return ModelCard.from_template(
-        data,
-        template_str=template,
-        model_id=model_id,
-        repo_or_path=card_data.get("hub_model_id") or "path/to/encoder",
-        timm_name=(f"hf-hub:{card_data['hub_model_id']}" if card_data.get("hub_model_id")
-                   else "local-dir:path/to/encoder"),
+        run.to_card_data(),
+        template_str=card_template(),
+        model_id=run.model_id,
+        repo_or_path=hub_id or "path/to/encoder",
+        timm_name=f"hf-hub:{hub_id}" if hub_id else "local-dir:path/to/encoder",
         architecture=architecture,
         requires_mimcl_hub=architecture in REQUIRES_MIMCL_HUB,
         num_features=config.get("num_features"),
-        img_size=input_size[-1],
-        objective=objective,
-        objective_title=_OBJECTIVE_TITLES.get(objective, objective),
-        mi_objective=mi_objective,
-        mi_weight=mi_weight,
-        twin_mode=twin_mode,
-        uses_mi_branch=uses_mi,
+        img_size=run.img_size or "?",
+        objective=run.objective,
+        objective_title=objective_title(run.objective),
+        mi_objective=run.mi_objective,
+        mi_weight=run.mi_weight,
+        twin_mode=run.twin_mode,
+        uses_mi_branch=run.uses_mi_branch,
         has_heads=has_heads,
-        knn_top1=top1,
-        knn_top5=knn.get("top5") if top1 is not None else None,
-        knn_k=knn.get("k", 20),
-        knn_T=knn.get("T", 0.07),
-        knn_dataset_name=knn_dataset_name,
-        train_metrics={k: _fmt(v) for k, v in (card_data.get("train_metrics") or {}).items()},
-        train_data=card_data.get("train_data", "offline default clips"),
-        mining={k: _fmt(v) for k, v in (card_data.get("mining") or {}).items()},
+        results=[{"dataset_name": md_cell(r.dataset_name), "title": md_cell(r.title), "value": r.value,
+                  "config": md_cell(r.config) if r.config else None} for r in run.results],
+        train_metrics={md_cell(k): md_cell(_fmt(v)) for k, v in run.train_metrics.items()},
+        train_data=md_cell(run.train_data),
+        mining={md_cell(k): md_cell(_fmt(v)) for k, v in run.mining.items()},
         twin_figure=twin_figure,
-        training_config_json=json.dumps(training_config, indent=2, sort_keys=True, default=str),
+        training_config_json=json.dumps(run.training_config, indent=2, sort_keys=True, default=str),
     )
 
 
-def save_encoder(backbone: nn.Module, folder: str | os.PathLike, card_data: Mapping[str, Any] | None = None,
+def save_encoder(backbone: nn.Module, folder: str | os.PathLike, card: Union[RunCard, Mapping[str, Any], None] = None,
                  heads: nn.Module | None = None, heads_config: Mapping[str, Any] | None = None,
                  metrics: Mapping[str, Any] | None = None, twin_figure: str | os.PathLike | None = None) -> str:
     """Write the encoder folder (see module docstring) atomically; returns its absolute path.
@@ -240,22 +149,20 @@ def save_encoder(backbone: nn.Module, folder: str | os.PathLike, card_data: Mapp
     Args:
         backbone: a plain (unwrapped) timm backbone created with ``num_classes=0``.
         folder: destination; replaced atomically if it exists.
-        card_data: model-card fields — ``model_id`` / ``hub_model_id``, ``objective``, ``mi_objective``,
-            ``mi_weight``, ``twin_mode``, ``license``, ``datasets`` (Hub ids), ``tags``, ``knn`` (``top1``,
-            ``top5``, ``dataset``, ``dataset_name``, ``split``, ``k``, ``T``), ``train_metrics``,
-            ``train_data`` (text), ``mining`` (settings), ``training_config`` (dict).
+        card: the :class:`~mimcl_hub.hub.card.RunCard` to render into ``README.md`` (a mapping of its fields is
+            accepted too; None: an empty card). ``architecture`` / ``img_size`` come from the backbone.
         heads: optional module whose state dict goes to ``heads/model.safetensors`` (target backbones of
             momentum objectives are left out: they are backbone copies).
         heads_config: JSON-able description written to ``heads/config.json``.
-        metrics: written to ``training_metrics.json``.
+        metrics: written to ``training_metrics.json`` (default: ``card.train_metrics``).
         twin_figure: a PNG copied to ``twins.png`` and shown in the card.
 
     Raises:
-        ValueError: ``backbone`` is not a headless timm model.
+        ValueError: ``backbone`` is not a headless timm model, or a bad card field (named).
     """
     from safetensors.torch import save_file
 
-    card_data = dict(card_data or {})
+    card = as_run_card(card)
     if getattr(backbone, "num_classes", 0) not in (0, None):
         raise ValueError(f"save_encoder expects a headless backbone (num_classes=0), got num_classes={backbone.num_classes}")
     if hasattr(backbone, "module") or hasattr(backbone, "_orig_mod"):
@@ -283,9 +190,8 @@ def save_encoder(backbone: nn.Module, folder: str | os.PathLike, card_data: Mapp
             shutil.copyfile(twin_figure, tmp / "twins.png")
             figure_name = "twins.png"
         with open(tmp / "training_metrics.json", "w") as f:
-            json.dump(dict(metrics or card_data.get("train_metrics") or {}), f, indent=2, default=str)
-        card = build_card(config, card_data, has_heads, figure_name)
-        card.save(str(tmp / "README.md"))
+            json.dump(dict(metrics or card.train_metrics), f, indent=2, default=str)
+        build_card(config, card, has_heads, figure_name).save(str(tmp / "README.md"))
     return str(Path(folder).absolute())
 
 

@@ -30,6 +30,8 @@ class BarlowTwins(Objective):
         lambd: weight of the off-diagonal (redundancy) term.
     """
 
+    paper = "Barlow Twins (Zbontar et al. 2021, arXiv 2103.03230)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 512, num_layers: int = 3,
                  lambd: float = 5e-3, gather_distributed: bool = True):
         super().__init__(feature_dim, gather_distributed)

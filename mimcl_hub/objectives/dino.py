@@ -45,6 +45,8 @@ class DINO(MomentumObjective):
         momentum_base, momentum_final: teacher EMA τ schedule (cosine).
     """
 
+    paper = "DINO (Caron et al. 2021, arXiv 2104.14294)"
+
     def __init__(self, feature_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
                  num_layers: int = 3, batch_norm: bool = False, norm_last_layer: bool = True,
                  student_temp: float = 0.1, teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04,

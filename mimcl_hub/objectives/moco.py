@@ -42,6 +42,8 @@ class MoCo(MomentumObjective):
         symmetric: symmetric loss over both views (see module docstring).
     """
 
+    paper = "MoCo v2 (Chen et al. 2020, arXiv 2003.04297)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2,
                  temperature: float = 0.2, queue_size: int = 4096, momentum_base: float = 0.99,
                  momentum_final: float = 0.999, symmetric: bool = True, gather_distributed: bool = True):

@@ -37,6 +37,8 @@ class NNCLR(Objective):
         support_size: number of support-set entries.
     """
 
+    paper = "NNCLR (Dwibedi et al. 2021, arXiv 2104.14548)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 3,
                  pred_hidden_dim: int = 512, temperature: float = 0.1, support_size: int = 4096,
                  gather_distributed: bool = True):

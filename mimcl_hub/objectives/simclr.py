@@ -30,6 +30,8 @@ class SimCLR(Objective):
         gather_distributed: use all processes' embeddings as negatives.
     """
 
+    paper = "SimCLR (Chen et al. 2020, arXiv 2002.05709)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2,
                  temperature: float = 0.2, gather_distributed: bool = True):
         super().__init__(feature_dim, gather_distributed)

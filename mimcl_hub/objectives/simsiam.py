@@ -31,6 +31,8 @@ class SimSiam(Objective):
         pred_hidden_dim: predictor bottleneck width.
     """
 
+    paper = "SimSiam (Chen & He 2020, arXiv 2011.10566)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 512, num_layers: int = 2,
                  pred_hidden_dim: int = 128, gather_distributed: bool = True):
         super().__init__(feature_dim, gather_distributed)

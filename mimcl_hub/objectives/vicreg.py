@@ -31,6 +31,8 @@ class VICReg(Objective):
         eps: added to the variance before the square root.
     """
 
+    paper = "VICReg (Bardes, Ponce & LeCun 2021, arXiv 2105.04906)"
+
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 512, num_layers: int = 3,
                  sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0, eps: float = 1e-4,
                  gather_distributed: bool = True):

