@@ -112,8 +112,8 @@ def test_one_spelling_of_each_fact():
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"epochs": float("nan")}, "epochs must be a number in >= 0 (or unset), got nan"),
-    ({"mi_weight": -1.0}, "mi_weight must be a number in >= 0"),
+    ({"epochs": float("nan")}, "epochs must be a number >= 0 (or unset), got nan"),
+    ({"mi_weight": -1.0}, "mi_weight must be a number >= 0"),
     ({"steps": "5"}, "steps must be an int"),
     ({"seed": 1.5}, "seed must be an int"),
     ({"twin_mode": 3}, "twin_mode must be a string"),
@@ -149,7 +149,7 @@ def test_a_card_from_elsewhere_and_bad_blocks(tmp_path, full_folder):
 
     bad = tmp_path / "bad.md"
     bad.write_text(text.replace("  epochs: 1.5\n", "  epochs: .nan\n", 1))
-    with pytest.raises(ValueError, match=r"block is invalid: epochs must be a number in >= 0 \(or unset\), got nan"):
+    with pytest.raises(ValueError, match=r"block is invalid: epochs must be a number >= 0 \(or unset\), got nan"):
         RunCard.from_model_card(bad)
     bad.write_text(text.replace("  steps: 12\n", "  steps: twelve\n", 1))
     with pytest.raises(ValueError, match=r"steps must be an int.*'twelve'"):
