@@ -129,8 +129,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     """``mimcl leaderboard SOURCES``: rank encoders by their model cards' results; write / publish the table."""
     from ._safety import check_output_apart
-    from .hub.leaderboard import (build_leaderboard, output_format, push_leaderboard_dataset,
-                                  push_leaderboard_space, render, write_leaderboard)
+    from .hub.leaderboard import build_leaderboard, output_format, render, write_leaderboard
+    from .hub.leaderboard_publish import push_leaderboard_dataset, push_leaderboard_space
 
     fmt = output_format(args.output, args.format) if args.output else args.format or "md"     # before any request
     check_output_apart(args.output, {f"SOURCE {source}": source for source in args.sources})
