@@ -151,7 +151,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.push_space:
         print(push_leaderboard_space(board, args.push_space, dataset=args.push_dataset, token=args.token,
                                      private=args.private, title=args.title))
-    return 0 if board.rows or not board.errors else 1
+    return 0 if board.rows or not board.errors else 2      # nothing could be ranked: every source was bad input
 
 
 # ----------------------------------------------------------------------------------------------------- parser

@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ from torch.utils.data import DataLoader
 from .._atomic import atomic_write_text
 from ..errors import RunStopped
 from ..hub.push import PushError
-from .checkpoint import (CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
+from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
                          clean_stale_checkpoints, delete_checkpoint, estimate_run_bytes, latest_checkpoint,
                          list_checkpoints, resolve_checkpoint, run_lock, save_checkpoint)
 from .config import ConfigError, TrainConfig
@@ -166,7 +168,28 @@ def train(config: TrainConfig, faults: Optional[FaultPlan] = None) -> TrainResul
         TrainingInterrupted: SIGTERM; a checkpoint of the last finished step was saved.
     """
     config.validate()
+    created = not os.path.exists(config.output_dir)
     check_output_dir(config.output_dir)      # creatable and writable (a real write + fsync), before anything else
+    try:
+        return _train(config, faults)
+    except BaseException:
+        if created:
+            _remove_if_unused(Path(config.output_dir))
+        raise
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """Remove an output folder this run created and left without a file of its own (a run that failed before its
+    first checkpoint or log): only the lock file and empty folders may be in it."""
+    try:
+        files = [f for f in out_dir.rglob("*") if f.is_file() and f.name != LOCK_NAME]
+        if not files:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def _train(config: TrainConfig, faults: Optional[FaultPlan]) -> TrainResult:
     accelerator = make_accelerator(config)
     if accelerator.is_main_process:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
