@@ -138,6 +138,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                               token=args.token)
     for error in board.errors:
         print(f"mimcl leaderboard: not ranked: {error['model']}: {error['error']}", file=sys.stderr)
+    if board.errors and not board.rows:      # nothing to rank: every source was bad input; write nothing
+        return 2
     html_args = {"title": args.title, "dataset": args.push_dataset} if fmt == "html" else {}
     if args.output:
         write_leaderboard(board, args.output, fmt, **html_args)
@@ -151,7 +153,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.push_space:
         print(push_leaderboard_space(board, args.push_space, dataset=args.push_dataset, token=args.token,
                                      private=args.private, title=args.title))
-    return 0 if board.rows or not board.errors else 2      # nothing could be ranked: every source was bad input
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------- parser
