@@ -104,10 +104,36 @@ def test_evaluate_saved_dataset_and_columns(folder, tmp_path):
     assert res["num_classes"] == 3 and res["linear_top1"] == 1.0
 
 
+def test_string_labels_reach_the_card_and_a_repeated_dataset_is_evaluated_once(folder, tmp_path):
+    """issue 19 item 8: a dataset with string labels (no ClassLabel) is evaluated, its labels mapped to class ids
+    (sorted strings of train, the same mapping for test), and its results merged into the card; a dataset named
+    twice is evaluated once."""
+    import datasets
+    from huggingface_hub import ModelCard
+
+    rng = np.random.default_rng(0)
+    names = np.array(["zebra", "ant", "moth"])
+    labels = np.repeat(np.arange(3), 12)
+    imgs = [np.full((12, 12, 3), 70 * y + 20, dtype=np.uint8) + rng.integers(0, 10, (12, 12, 3), dtype=np.uint8)
+            for y in labels]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict({"image": imgs, "label": names[labels].tolist()}, features=features)
+    path = str(tmp_path / "strings")
+    ds.train_test_split(test_size=0.25, seed=0).save_to_disk(path)
+    out = evaluate_encoder(folder, datasets=[path, path, Path(path)])
+    assert list(out["results"]) == [path]
+    res = out["results"][path]
+    assert res["num_classes"] == 3 and res["knn_top1"] == 1.0 and res["linear_top1"] == 1.0   # separable by colour
+    card = ModelCard.load(folder / "README.md")
+    assert {r.metric_name for r in card.data.eval_results if r.dataset_type == path} == {
+        "kNN top-1 accuracy", "Linear probe top-1 accuracy"}
+    assert card.text.count(f"| {path} |") == 1
+
+
 def test_bad_dataset_name_is_clear(folder):
     with pytest.raises(ValueError, match="no_such_dataset_xyz"):
         evaluate_encoder(folder, datasets=["no_such_dataset_xyz"])
-    with pytest.raises(ValueError, match="not a folder saved with save_to_disk"):
+    with pytest.raises(ValueError, match="'./no/such/folder': no such file or folder"):   # the resolver's message
         evaluate_encoder(folder, datasets=["./no/such/folder"])
     assert not (folder / "eval_results.json").exists()
 

@@ -95,7 +95,8 @@ def test_digits_monitor_offline():
 
 
 def test_knn_dataset_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="save_to_disk"):
+    # a missing path: the package's one resolver's message (mimcl_hub.data.resolve.source_problem), a ValueError
+    with pytest.raises(ValueError, match=r"'.*missing': no such file or folder; use 'digits'"):
         load_knn_datasets(str(tmp_path / "missing"))
 
 
@@ -180,12 +181,13 @@ def test_knn_16bit_pngs_are_scaled_not_clipped(tmp_path):
         expected.append((grey16.astype(np.uint32) * 255 + 32767) // 65535)
     ds = _labelled(paths, datasets.Image())
     assert ds[0]["img"].mode == "I;16"
-    datasets.DatasetDict({"train": ds, "test": ds.select([1, 4])}).save_to_disk(str(tmp_path / "png16"))
+    # (rows 1, 4, 5: two classes; a one-class test split is refused, issue 19 item 4)
+    datasets.DatasetDict({"train": ds, "test": ds.select([1, 4, 5])}).save_to_disk(str(tmp_path / "png16"))
     train, test = load_knn_datasets(str(tmp_path / "png16"), img_size=12)  # 12x10 -> 12x12: width resized only
     expected = np.stack([cv2.resize(np.repeat(e.astype(np.uint8)[..., None], 3, -1), (12, 12),
                                     interpolation=cv2.INTER_LINEAR) for e in expected])
     np.testing.assert_array_equal(train.images, expected)
-    np.testing.assert_array_equal(test.images, expected[[1, 4]])
+    np.testing.assert_array_equal(test.images, expected[[1, 4, 5]])
     assert (train.images == 255).mean() < 0.05  # not almost white
 
 
@@ -205,7 +207,8 @@ def test_knn_memory_does_not_scale_with_the_largest_image(tmp_path):
     large = np.stack([xx * 255 // 1499, yy * 255 // 1499, (xx + yy) * 255 // 2998], -1).astype(np.uint8)
     images = [Image.fromarray(p) for p in _photos(6, size=(16, 16))] + [Image.fromarray(large)]
     ds = _labelled(images, datasets.Image())
-    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "mixed"))
+    # the test split in reverse order: a test split that is the train split itself is refused (kNN ~1.0)
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(len(ds) - 1, -1, -1))}).save_to_disk(str(tmp_path / "mixed"))
     tracemalloc.start()
     try:
         train, test = load_knn_datasets(str(tmp_path / "mixed"), img_size=8)
@@ -217,3 +220,67 @@ def test_knn_memory_does_not_scale_with_the_largest_image(tmp_path):
     import cv2
 
     np.testing.assert_array_equal(train.images[6], cv2.resize(large, (8, 8), interpolation=cv2.INTER_AREA))
+
+
+def test_knn_reads_what_the_resolver_reads(tmp_path):
+    """``load_knn_datasets`` reads its source with the package's one resolver (mimcl_hub.data.resolve): an
+    imagefolder-style folder (class sub-folders per split) and a Hub-style Parquet folder load like a save_to_disk
+    folder; a ``--max_test`` above the split's size takes the whole split."""
+    import datasets
+    from PIL import Image
+
+    photos = _photos(12)
+    for split, rows in (("train", range(8)), ("test", range(8, 12))):
+        for i in rows:
+            folder = tmp_path / "imagefolder" / split / ["cat", "dog"][i % 2]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(photos[i]).save(folder / f"{i}.png")
+    train, test = load_knn_datasets(str(tmp_path / "imagefolder"), img_size=8, max_test=1000)
+    assert (len(train), len(test), train.num_classes, train.class_names) == (8, 4, 2, ["cat", "dog"])
+    assert sorted(test.labels.tolist()) == [0, 0, 1, 1]
+
+    (tmp_path / "parquet" / "data").mkdir(parents=True)
+    ds = _labelled(photos, datasets.Image())
+    ds.select(range(9)).to_parquet(str(tmp_path / "parquet" / "data" / "train-00000-of-00001.parquet"))
+    ds.select(range(9, 12)).to_parquet(str(tmp_path / "parquet" / "data" / "test-00000-of-00001.parquet"))
+    train, test = load_knn_datasets(str(tmp_path / "parquet"), img_size=8)
+    assert (len(train), len(test), train.class_names) == (9, 3, ["a", "b", "c"])
+    np.testing.assert_array_equal(test.labels, [0, 1, 2])
+
+
+def test_knn_held_out_split_is_stratified(tmp_path):
+    """A dataset with a 'train' split only: ceil(n / 5) rows are held out, shared over the classes by largest
+    remainder and never a class's last row, so every held-out class is also a train class; seeded."""
+    import datasets
+
+    from mimcl_hub.eval.knn import _held_out
+
+    ids = np.array([0] * 12 + [1] * 6 + [2] * 1 + [3] * 2)                # 21 rows -> 5 held out
+    tr, te = _held_out(ids, seed=0)
+    assert len(te) == 5 and len(tr) == 16 and not set(tr) & set(te)
+    assert np.bincount(ids[te], minlength=4).tolist() == [3, 1, 0, 1]     # 2.4, 1.2, 0.2, 0.4 -> 2+1, 1, 0, 0+1
+    assert set(ids[te]) <= set(ids[tr])
+    assert np.array_equal(_held_out(ids, seed=0)[1], te) and not np.array_equal(_held_out(ids, seed=1)[1], te)
+    images = [np.full((6, 6, 3), i, np.uint8) for i in range(21)]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"image": images, "label": ids.tolist()}, features=features).save_to_disk(
+        str(tmp_path / "single"))
+    train, test = load_knn_datasets(str(tmp_path / "single"), img_size=6, mean=(0, 0, 0), std=(1, 1, 1))
+    assert len(test) == 5 and sorted(test.labels.tolist()) == sorted(ids[te].tolist())
+    assert np.allclose(test.images[:, 0, 0, 0], sorted(te))                # rows named by their place in 'train'
+
+
+def test_knn_accuracy_refuses_test_labels_outside_the_classes():
+    """issue 19 item 3 at the tensor level: a test label of -1 (or >= C) can never be predicted; it is refused, not
+    counted as an error (which gave top-1 = 0.0)."""
+    from mimcl_hub.eval import linear_probe
+
+    x = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    for bad in (torch.tensor([-1, 0, 1, 2, 0, 1]), torch.tensor([0, 1, 3, 2, 0, 1])):
+        with pytest.raises(ValueError, match=r"test_labels has label (-1|3) outside \[0, 3\)"):
+            knn_accuracy(x, y, x, bad, num_classes=3)
+        with pytest.raises(ValueError, match=r"test_labels has label (-1|3) outside \[0, 3\)"):
+            linear_probe(x, y, x, bad, num_classes=3)
+    with pytest.raises(ValueError, match=r"test_labels has label -1 outside \[0, 3\)"):
+        knn_accuracy(x, y, x, torch.tensor([-1, 0, 1, 2, 0, 1]))

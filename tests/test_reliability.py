@@ -898,3 +898,300 @@ def test_disk_filling_up_mid_run_keeps_the_last_checkpoint(disk_faults):
     assert mid["checkpoints"] and mid["checkpoints"][-1] >= 2 and mid["last_finite"]
     assert mid["leftovers"] == []                                            # the partial folder was removed
     assert mid["resumed"] == {"ok": True} and mid["encoder"]                 # and the run continues from it
+
+
+# =============================================================================================================
+# issue 19, items 3 / 4 / 8: `mimcl eval` never writes a wrong number into eval_results.json or the card
+# =============================================================================================================
+# Each bad dataset is a real dataset (save_to_disk / Parquet folder) evaluated with a real encoder folder
+# (save_encoder of a tiny timm ViT): a ValueError naming the dataset, the split and the column, the same one line
+# from `mimcl eval` (exit status 2, no traceback), and eval_results.json / README.md unchanged to the byte.
+
+_I19_CL = ["ant", "bee", "cat"]
+
+
+def _i19_images(n: int, seed: int = 0) -> list:
+    """Small images whose mean colour follows the row (so different rows differ)."""
+    r = np.random.default_rng(seed)
+    return [np.clip(r.integers(0, 40, (12, 12, 3)) + 20 * (i % 10), 0, 255).astype(np.uint8) for i in range(n)]
+
+
+def _i19_split(labels, label_feature=None, seed=0, images=None):
+    features = datasets.Features({"image": datasets.Image(),
+                                  "label": label_feature or datasets.ClassLabel(names=_I19_CL)})
+    return datasets.Dataset.from_dict({"image": images or _i19_images(len(labels), seed), "label": list(labels)},
+                                      features=features)
+
+
+def _i19_dict(train, test):
+    return datasets.DatasetDict({"train": train, "test": test})
+
+
+_INT = datasets.Value("int64")
+_I19_GOOD_TRAIN = [0, 1, 2] * 6
+# case -> (a function building the dataset at a path, regexes the message must hold)
+_I19_ITEM3 = {  # labels outside [0, C) (C: the ClassLabel's num_classes, else the classes of train)
+    "hub_unlabelled_test_split_all_minus_one": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split([-1] * 6, seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"every label is -1"]),
+    "classlabel_test_with_some_minus_one": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split([0, 1, -1, 2], seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"label -1 at row 2 is outside \[0, 3\)"]),
+    "classlabel_train_with_minus_one": (
+        lambda p: _i19_dict(_i19_split([0, 1, 2, -1] * 3), _i19_split([0, 1, 2], seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"label -1 at row 3 is outside \[0, 3\)"]),
+    "int_labels_minus_one_in_test": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN, _INT), _i19_split([-1, 0, 1], _INT, seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"label -1 at row 0 is negative"]),
+    "int_test_label_train_never_has": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN, _INT), _i19_split([0, 1, 7], _INT, seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"row 2\) are of 1 class\(es\) that no evaluated train row has \('7'\)"]),
+    "classlabel_test_class_train_never_has": (
+        lambda p: _i19_dict(_i19_split([0, 1] * 6), _i19_split([0, 1, 2], seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"that no evaluated train row has \('cat'\)"]),
+}
+_I19_ITEM4 = {  # fewer than two classes in train or test
+    "one_int_class": (
+        lambda p: _i19_dict(_i19_split([0] * 12, _INT), _i19_split([0] * 4, _INT, seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"one class \('0'\)", "two classes or more"]),
+    "one_classlabel_class_of_three": (
+        lambda p: _i19_dict(_i19_split([1] * 12), _i19_split([1] * 4, seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"one class \('bee'\)"]),
+    "test_split_of_one_class": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split([2] * 5, seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"its 5 evaluated rows hold one class \('cat'\)"]),
+    "train_only_dataset_one_class": (
+        lambda p: _i19_split([0] * 10).save_to_disk(p),
+        [r"split 'train', column 'label'", r"one class \('ant'\)"]),
+    "string_labels_one_value": (
+        lambda p: _i19_dict(_i19_split(["x"] * 8, datasets.Value("string")),
+                            _i19_split(["x"] * 3, datasets.Value("string"), seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"one class \('x'\)"]),
+}
+_I19_ITEM8 = {  # what ended in `invalid literal for int()` / IndexError
+    "empty_test_split": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split([])).save_to_disk(p),
+        [r"split 'test'", r"the split has no rows"]),
+    "empty_train_split": (
+        lambda p: _i19_dict(_i19_split([]), _i19_split([0, 1, 2])).save_to_disk(p),
+        [r"split 'train'", r"the split has no rows"]),
+    "string_label_train_never_has": (
+        lambda p: _i19_dict(_i19_split(["cat", "dog"] * 4, datasets.Value("string")),
+                            _i19_split(["cat", "dog", "emu"], datasets.Value("string"), seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"row 2\) are of 1 class\(es\) that no evaluated train row has \('emu'\)"]),
+    "string_labels_with_an_empty_one": (
+        lambda p: _i19_dict(_i19_split(["cat", "", "dog"] * 3, datasets.Value("string")),
+                            _i19_split(["cat", "dog"], datasets.Value("string"), seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"3 of 9 rows have no label .*first at row 1"]),
+    "string_train_int_test": (
+        lambda p: _i19_dict(_i19_split(["cat", "dog"] * 4, datasets.Value("string")),
+                            _i19_split([0, 1], _INT, seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"the same id would not name the same class"]),
+}
+_I19_HOSTILE = {  # the same spirit, one step further
+    "float_labels_not_whole": (
+        lambda p: _i19_dict(_i19_split([0.0, 0.5, 1.0] * 4, datasets.Value("float32")),
+                            _i19_split([0.0, 1.0], datasets.Value("float32"), seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"label 0.5 at row 1 is not a class id"]),
+    "nan_labels_in_test": (
+        lambda p: _i19_dict(_i19_split([0.0, 1.0] * 6, datasets.Value("float64")),
+                            _i19_split([0.0, float("nan"), 1.0], datasets.Value("float64"), seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"1 of 3 rows have no label .*first at row 1"]),
+    "null_int_labels": (
+        lambda p: _i19_dict(_i19_split([0, None, 1] * 4, _INT), _i19_split([0, 1], _INT, seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"4 of 12 rows have no label"]),
+    "multi_label_lists": (
+        lambda p: _i19_dict(_i19_split([[0], [1]] * 4, datasets.Sequence(_INT)),
+                            _i19_split([[0], [1]], datasets.Sequence(_INT), seed=1)).save_to_disk(p),
+        [r"split 'train', column 'label'", r"not one class label per row"]),
+    "classlabel_names_differ_between_splits": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN),
+                            _i19_split([0, 1, 2], datasets.ClassLabel(names=_I19_CL[::-1]), seed=1)).save_to_disk(p),
+        [r"split 'test', column 'label'", r"the same id would not name the same class"]),
+    "image_column_of_file_names": (
+        lambda p: _i19_dict(datasets.Dataset.from_dict({"image": ["a.png"] * 6, "label": [0, 1] * 3}),
+                            datasets.Dataset.from_dict({"image": ["b.png"] * 2, "label": [0, 1]})).save_to_disk(p),
+        [r"split 'train', column 'image'", r"not images", r"cast_column\('image', datasets.Image\(\)\)"]),
+    "test_split_is_the_train_split": (
+        lambda p: (lambda ds: _i19_dict(ds, ds).save_to_disk(p))(_i19_split(_I19_GOOD_TRAIN)),
+        [r"split 'test' is the same data as split 'train'", r"own nearest neighbour"]),
+    "parquet_test_file_copies_train": (
+        lambda p: [_i19_split(_I19_GOOD_TRAIN).to_parquet(f"{p}/data/{s}-00000-of-00001.parquet")
+                   for s in ("train", "test")],
+        [r"split 'test' is the same data as split 'train'"]),
+    "only_a_test_split": (
+        lambda p: datasets.DatasetDict({"test": _i19_split(_I19_GOOD_TRAIN)}).save_to_disk(p),
+        [r"has no 'train' split \(splits: \['test'\]\)"]),
+    "a_null_image": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN, images=_i19_images(17) + [None]),
+                            _i19_split([0, 1, 2], seed=1)).save_to_disk(p),
+        [r"split 'train': row 17 of column 'image': no image \(null\)"]),
+    "undecodable_image_bytes": (
+        lambda p: _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split(
+            [0, 1, 2], seed=1, images=_i19_images(2) + [{"bytes": b"not a PNG", "path": None}])).save_to_disk(p),
+        [r"split 'test': row 2 of column 'image': the image cannot be decoded \(UnidentifiedImageError"]),
+    "labels_in_the_image_column": (
+        lambda p: _i19_dict(datasets.Dataset.from_dict({"image": [0, 1] * 4, "label": [0, 1] * 4}),
+                            datasets.Dataset.from_dict({"image": [0, 1], "label": [0, 1]})).save_to_disk(p),
+        [r"split 'train', column 'image'", r"holds Value\('int64'\) values, not images"]),
+}
+
+
+@pytest.fixture(scope="module")
+def i19_encoder(tmp_path_factory):
+    """A real encoder folder (save_encoder of a tiny timm ViT) with a card and an earlier eval_results.json."""
+    from mimcl_hub.eval.evaluate import evaluate_encoder
+    from mimcl_hub.hub import RunCard, save_encoder
+    from mimcl_hub.models import create_backbone
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("i19") / "enc"
+    save_encoder(create_backbone("vit_tiny_patch4_32", img_size=16).eval(), folder,
+                 RunCard(objective="simclr", model_id="tester/i19"))
+    evaluate_encoder(folder, datasets=["digits"], linear=False, max_train=100, max_test=60)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def i19_data(tmp_path_factory):
+    """Every bad dataset of this section, written once: case -> path."""
+    root = tmp_path_factory.mktemp("i19_data")
+    out = {}
+    for cases in (_I19_ITEM3, _I19_ITEM4, _I19_ITEM8, _I19_HOSTILE):
+        for case, (write, _) in cases.items():
+            (root / case / "data").mkdir(parents=True)
+            write(str(root / case))
+            out[case] = str(root / case)
+    return out
+
+
+def _i19_snapshot(folder: Path) -> dict:
+    return {name: (folder / name).read_bytes() for name in ("README.md", "eval_results.json")}
+
+
+def _i19_refused(folder: Path, source: str, patterns: list, capsys) -> None:
+    """``evaluate_encoder`` raises a ValueError holding the dataset and ``patterns``; ``mimcl eval`` exits with 2
+    and one line naming the dataset; neither file changes."""
+    from mimcl_hub.cli import main
+    from mimcl_hub.eval.evaluate import evaluate_encoder
+
+    before = _i19_snapshot(folder)
+    with pytest.raises(ValueError) as error:
+        evaluate_encoder(folder, datasets=[source])
+    assert type(error.value) is ValueError                               # never another type (IndexError, ...)
+    message = str(error.value)
+    assert f"kNN dataset {source!r}" in message, message
+    for pattern in patterns:
+        assert re.search(pattern, message), (pattern, message)
+    capsys.readouterr()
+    assert main(["eval", str(folder), "--dataset", source, "--no_linear"]) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.startswith("mimcl eval")]
+    assert len(lines) == 1 and source in lines[0] and "Traceback" not in captured.err, captured.err
+    assert re.search(patterns[0], lines[0]) and captured.out == ""
+    assert _i19_snapshot(folder) == before
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("case", list(_I19_ITEM3))
+def test_issue19_item3_labels_outside_the_classes_are_refused(i19_encoder, i19_data, capsys, case):
+    """issue 19 item 3: test labels of -1 (the Hub's unlabelled test splits) gave kNN and linear top-1 = 0.0,
+    written to eval_results.json. Labels outside [0, C) (C: the ClassLabel's num_classes; else the classes of
+    train) are refused naming the split and the column, and so are test classes train never has (no neighbour and
+    no probe could predict them: not an evaluation of those classes); nothing is written."""
+    _i19_refused(i19_encoder, i19_data[case], _I19_ITEM3[case][1], capsys)
+
+
+@pytest.mark.parametrize("case", list(_I19_ITEM4))
+def test_issue19_item4_fewer_than_two_classes_are_refused(i19_encoder, i19_data, capsys, case):
+    """issue 19 item 4: a dataset of one class gave kNN 1.0 / linear 1.0. Fewer than two classes among the
+    evaluated rows of train or of test is refused naming the split and the column; nothing is written."""
+    _i19_refused(i19_encoder, i19_data[case], _I19_ITEM4[case][1], capsys)
+
+
+@pytest.mark.parametrize("case", list(_I19_ITEM8))
+def test_issue19_item8_empty_splits_and_bad_string_labels_name_split_and_column(i19_encoder, i19_data, capsys, case):
+    """issue 19 item 8: string labels ended in ``invalid literal for int()`` and an empty test split in an
+    IndexError, naming neither the column nor the split. An empty split is a ValueError naming it; string labels are
+    accepted (mapped to class ids, see the next test), and what they cannot mean (an empty string, a test string
+    train never has, a type that differs between the splits) is refused naming the split and the column."""
+    _i19_refused(i19_encoder, i19_data[case], _I19_ITEM8[case][1], capsys)
+
+
+@pytest.mark.parametrize("case", list(_I19_HOSTILE))
+def test_issue19_items_3_4_8_hostile_datasets_are_refused(i19_encoder, i19_data, capsys, case):
+    """issue 19 items 3/4/8, a hostile pass: float labels that are not whole numbers, NaN / null labels, multi-label
+    lists, ClassLabel names that differ between the splits, an image column of file names or of numbers, a null or
+    undecodable image, a test split that is the train split (kNN ~1.0), a dataset with only a test split. Each a
+    ValueError naming the dataset, the split and the column; nothing is written."""
+    _i19_refused(i19_encoder, i19_data[case], _I19_HOSTILE[case][1], capsys)
+
+
+@pytest.mark.parametrize("source, patterns", [
+    ("bundled", [r"is a clip source .* not a labelled image dataset"]),
+    ("./no/such/folder", [r"'./no/such/folder': no such file or folder"]),
+])
+def test_issue19_items_3_4_8_sources_that_are_no_labelled_dataset(i19_encoder, capsys, source, patterns):
+    """issue 19 items 3/4/8: sources the resolver knows but that hold no labels, and a missing path (the resolver's
+    own message, as for --eval_dataset / --video_dataset): refused before anything is loaded; nothing is written."""
+    _i19_refused(i19_encoder, source, patterns, capsys)
+
+
+def test_issue19_items_3_4_8_an_encoder_folder_given_as_dataset(i19_encoder, tmp_path, capsys):
+    """issue 19 items 3/4/8: ``mimcl eval MODEL --dataset MODEL`` by mistake says what the folder is."""
+    other = tmp_path / "other_enc"
+    shutil.copytree(i19_encoder, other)
+    _i19_refused(i19_encoder, str(other), [r"is an encoder folder .*mimcl eval MODEL --dataset DATASET"], capsys)
+
+
+def test_issue19_items_3_4_8_a_failing_second_dataset_writes_nothing_of_the_first(i19_encoder, i19_data, tmp_path,
+                                                                                  capsys):
+    """issue 19 items 3/4/8: with two --dataset values of which the second fails, the first one's results are not
+    written either (both files or neither, and not half of the datasets)."""
+    from mimcl_hub.cli import main
+    from mimcl_hub.eval.evaluate import evaluate_encoder
+
+    good = tmp_path / "good"
+    _i19_dict(_i19_split(_I19_GOOD_TRAIN), _i19_split([0, 1, 2] * 2, seed=1)).save_to_disk(str(good))
+    bad = i19_data["hub_unlabelled_test_split_all_minus_one"]
+    before = _i19_snapshot(i19_encoder)
+    with pytest.raises(ValueError, match=r"split 'test', column 'label': every label is -1"):
+        evaluate_encoder(i19_encoder, datasets=[str(good), bad])
+    capsys.readouterr()
+    assert main(["eval", str(i19_encoder), "--dataset", str(good), "--dataset", bad]) == 2
+    assert "every label is -1" in capsys.readouterr().err
+    assert _i19_snapshot(i19_encoder) == before
+    assert str(good) not in json.dumps(json.loads(before["eval_results.json"]))
+
+
+def test_issue19_item8_string_labels_are_mapped_like_their_classlabel(i19_encoder, tmp_path):
+    """issue 19 item 8: string labels are accepted: the distinct strings of train, sorted, are the class ids
+    0 .. C-1, the same mapping in the test split. The accuracies equal those of the same data with a ClassLabel of
+    the same (sorted) names, and bool / sparse integer labels map the same way."""
+    from mimcl_hub.eval import load_knn_datasets
+    from mimcl_hub.eval.evaluate import evaluate_encoder
+
+    names = ["ant", "bee", "cat"]
+    train_ids, test_ids = [2, 0, 1, 1, 0, 2] * 3, [1, 2, 0, 0, 2, 1]
+    as_classlabel = _i19_dict(_i19_split(train_ids), _i19_split(test_ids, seed=1))
+    string = datasets.Value("string")
+    as_strings = _i19_dict(_i19_split([names[i] for i in train_ids], string),
+                           _i19_split([names[i] for i in test_ids], string, seed=1))
+    sparse = _i19_dict(_i19_split([[5, 10, 70][i] for i in train_ids], _INT),
+                       _i19_split([[5, 10, 70][i] for i in test_ids], _INT, seed=1))
+    for name, ds in (("cl", as_classlabel), ("str", as_strings), ("sparse", sparse)):
+        ds.save_to_disk(str(tmp_path / name))
+    train, test = load_knn_datasets(str(tmp_path / "str"), img_size=8)
+    assert train.class_names == names and train.num_classes == 3
+    np.testing.assert_array_equal(train.labels, train_ids)
+    np.testing.assert_array_equal(test.labels, test_ids)
+    sparse_train, sparse_test = load_knn_datasets(str(tmp_path / "sparse"), img_size=8)
+    assert sparse_train.class_names == ["5", "10", "70"]                          # numeric order, not text order
+    np.testing.assert_array_equal(sparse_test.labels, test_ids)
+    results = {}
+    for name in ("cl", "str", "sparse"):
+        source = str(tmp_path / name)
+        results[name] = evaluate_encoder(i19_encoder, datasets=[source], output_dir=tmp_path / f"out_{name}",
+                                         update_card=False)["results"][source]
+    for key in ("knn_top1", "linear_top1", "num_classes", "num_train", "num_test"):
+        assert results["cl"][key] == results["str"][key] == results["sparse"][key], key

@@ -3,15 +3,21 @@
 ``evaluate_encoder(DIR | "org/name", datasets=("digits",))``:
 
 1. loads the encoder with :class:`mimcl_hub.hub.encoder.MIMCLEncoder` (safetensors only);
-2. for each dataset (``"digits"``, a ``save_to_disk`` folder or an HF dataset id, see
-   :func:`mimcl_hub.eval.knn.load_knn_datasets`) extracts frozen features at the model's input size and
-   normalisation, then runs the weighted kNN (DINO protocol) and, unless ``linear=False``, a linear probe
-   (:func:`mimcl_hub.eval.linear.linear_probe`);
+2. for each dataset (``"digits"``, a ``save_to_disk`` folder, an imagefolder / Parquet folder or an HF dataset id,
+   see :func:`mimcl_hub.eval.knn.load_knn_datasets`; a dataset named twice is evaluated once) extracts frozen
+   features at the model's input size and normalisation, then runs the weighted kNN (DINO protocol) and, unless
+   ``linear=False``, a linear probe (:func:`mimcl_hub.eval.linear.linear_probe`). A dataset that cannot give an
+   honest accuracy (labels missing, -1 or outside ``[0, C)``, fewer than two classes, test classes absent from
+   train, an empty split) is refused with a ``ValueError`` naming the dataset, the split and the column (string
+   labels are fine: they are mapped to class ids);
 3. writes ``eval_results.json`` (merged with earlier results, by dataset) and updates ``README.md``: the card is
    parsed into a :class:`mimcl_hub.hub.card.RunCard`, the new :class:`~mimcl_hub.hub.card.EvalEntry` results are
    merged into it by (dataset, split, metric) — a new value replaces the old one — and the card's managed parts
    are written from it: the ``model-index`` and a results table between ``<!-- mimcl-eval -->`` markers; the rest
    of the card stays as it is.
+
+Nothing is written until every dataset has been evaluated: when any dataset fails (the second of two, say),
+neither ``eval_results.json`` nor ``README.md`` changes, not even with the results of the datasets before it.
 
 The card is parsed before any evaluation: a card that does not parse (YAML errors; a ``!!python/object`` tag is
 refused, never executed) or holds bad values fails with a ``ValueError`` naming ``README.md``, and neither file is
@@ -156,15 +162,17 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     "num_test", "num_classes", "knn_k", "knn_t", "seconds", ...}}, "eval_results_path": ..., "card_path": ...}``.
 
     Raises:
-        ValueError / FileNotFoundError: an unknown dataset (named), a bad column, or a bad encoder folder.
+        ValueError / FileNotFoundError: an unknown dataset (named), a dataset refused by
+        :func:`~mimcl_hub.eval.knn.load_knn_datasets` (names the dataset, split and column), or a bad encoder
+        folder; nothing is written then.
     """
     from ..hub.encoder import MIMCLEncoder
-    from .knn import knn_accuracy, load_knn_datasets
+    from .knn import SOURCES_HINT, knn_accuracy, load_knn_datasets
     from .linear import linear_probe
 
-    if isinstance(datasets, str):
+    if isinstance(datasets, (str, os.PathLike)):
         datasets = [datasets]
-    datasets = list(datasets)
+    datasets = list(dict.fromkeys(os.fspath(d) if isinstance(d, os.PathLike) else d for d in datasets))  # once each
     if not datasets:
         raise ValueError("evaluate_encoder: no dataset given")
     check_number("--knn_k", knn_k, 1, None, integer=True)                # flag names as `mimcl eval` spells them
@@ -196,9 +204,9 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
                                                     image_column=image_column, label_column=label_column)
         except ValueError:
             raise
-        except Exception as e:  # datasets' own errors (unknown repo, offline cache miss, ...)
-            raise ValueError(f"evaluation dataset {name!r} could not be loaded (use 'digits', a folder saved with "
-                             f"save_to_disk or an HF dataset id such as uoft-cs/cifar10): {type(e).__name__}: {e}") from e
+        except Exception as e:  # datasets' / Pillow's own errors (unreadable files, offline cache miss, ...)
+            raise ValueError(f"evaluation dataset {name!r} could not be loaded ({SOURCES_HINT}): "
+                             f"{type(e).__name__}: {e}") from e
         tr_f, tr_y = _features(encoder, train_set, batch_size, device)
         te_f, te_y = _features(encoder, test_set, batch_size, device)
         if not (torch.isfinite(tr_f).all() and torch.isfinite(te_f).all()):

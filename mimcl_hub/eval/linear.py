@@ -112,6 +112,9 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
         raise ValueError("linear_probe needs at least one test sample")
     if num_classes is None:
         num_classes = int(max(int(torch.as_tensor(train_labels).max()), int(y_test.max()))) + 1
+    if int(y_test.min()) < 0 or int(y_test.max()) >= num_classes:
+        bad = int(y_test.min()) if int(y_test.min()) < 0 else int(y_test.max())
+        raise ValueError(f"test_labels has label {bad} outside [0, {num_classes}) (a -1 marks an unlabelled row)")
     W, b, mean, std = fit_linear_probe(train_feats, train_labels, num_classes=num_classes, epochs=epochs, lr=lr,
                                        weight_decay=weight_decay, batch_size=batch_size, optimizer=optimizer, seed=seed)
     x = (test_feats.detach().double().cpu() - mean) / std
