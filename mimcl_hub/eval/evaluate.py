@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
-from .._safety import check_number
+from .._safety import check_number, check_output_apart
 from ..hub.card import EvalEntry, RunCard, load_model_card, md_cell
 
 __all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "update_model_card"]
@@ -183,6 +183,10 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     check_number("linear_epochs", linear_epochs, 1, None, integer=True)
     check_number("linear_weight_decay", linear_weight_decay, 0, None)
     check_number("seed", seed, 0, 2**32 - 1, integer=True)
+    # results go into the encoder folder (or output_dir): never into, around or inside a dataset being read
+    check_output_apart(output_dir if output_dir is not None else model_dir_or_repo,
+                       {f"--dataset {d}": d for d in datasets},
+                       what="--output_dir" if output_dir is not None else "the encoder folder")
     encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=revision, token=token, device=device)
     is_local = os.path.isdir(os.fspath(model_dir_or_repo))
     target = Path(output_dir) if output_dir is not None else (Path(model_dir_or_repo) if is_local else None)
