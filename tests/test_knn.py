@@ -253,7 +253,7 @@ def test_knn_held_out_split_is_stratified(tmp_path):
     remainder and never a class's last row, so every held-out class is also a train class; seeded."""
     import datasets
 
-    from mimcl_hub.eval.knn import _held_out
+    from mimcl_hub.eval.labelled import _held_out
 
     ids = np.array([0] * 12 + [1] * 6 + [2] * 1 + [3] * 2)                # 21 rows -> 5 held out
     tr, te = _held_out(ids, seed=0)

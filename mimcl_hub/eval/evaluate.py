@@ -167,7 +167,8 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
         folder; nothing is written then.
     """
     from ..hub.encoder import MIMCLEncoder
-    from .knn import SOURCES_HINT, knn_accuracy, load_knn_datasets
+    from .knn import knn_accuracy
+    from .labelled import SOURCES_HINT, load_knn_datasets
     from .linear import linear_probe
 
     if isinstance(datasets, (str, os.PathLike)):
