@@ -45,7 +45,7 @@ def _flag(group, name: str, **kwargs) -> None:
 def cmd_mine(args: argparse.Namespace) -> int:
     """``mimcl mine SOURCE --output DIR``: mine twin patches into a saved dataset; print the mining report."""
     from ._safety import check_number, check_output_apart
-    from .data import load_clip_source, mine_dataset, mining_report, save_dataset_atomically
+    from .data import load_clip_source, mine_dataset, save_mined_dataset
     from .mi.twins import TwinOptions
 
     options = dict(grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
@@ -65,8 +65,9 @@ def cmd_mine(args: argparse.Namespace) -> int:
     logger.info("mining %d clips from %s", len(ds), args.source)
     mined = mine_dataset(ds, num_proc=args.num_proc, batch_size=args.batch_size, max_side=args.max_side,
                          strict=args.strict, **options)
-    report = mining_report(mined)
-    report["output"] = save_dataset_atomically(mined, args.output, overwrite=args.overwrite)
+    report = save_mined_dataset(mined, args.output, args.source, overwrite=args.overwrite,      # dataset + card
+                                clip_options=dict(window=args.window, limit=args.limit, split=args.split,
+                                                  video_column=args.video_column, seed=args.seed))
     if args.visualize:
         from .data.twin_figure import save_mined_twin_figure
 

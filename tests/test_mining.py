@@ -266,3 +266,99 @@ def test_every_row_records_the_options_it_was_mined_with(scenes, tmp_path, bundl
     loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "mined.parquet"), split="train")
     assert [json.loads(o) for o in loaded["twin_options"]] == [expected] * 2 + [expected_other] * 2
     assert mining_report(loaded)["twin_options"] == [expected, expected_other]
+
+
+# ----------------------------------------------------------------------------- issue 19: bad files, card
+
+
+sys.path.insert(0, os.path.dirname(__file__))
+from video_files import BAD_FILES, GOOD_FRAMES, write_video  # noqa: E402
+
+
+def test_marked_file_rows_fail_without_being_decoded_again(bundled_paths):
+    """issue 19 item 13: a row whose file gave no clip when the source was built (scan_error / scan_reason) is a
+    failed row with that message and reason; it is never decoded (here its path is a good video, so a decode would
+    have mined it); strict mode raises naming the file; mining_report counts it."""
+    carphone = bundled_paths["carphone_pristine.mp4"]
+    message = f"video {carphone}: the file has no video stream"
+    ds = datasets.Dataset.from_dict({
+        "clip_id": ["carphone.mp4@0+16", "carphone.mp4@0+0"], "video": [carphone, carphone], "start": [0, 0],
+        "num_frames": [16, 0], "scan_error": ["", message], "scan_reason": ["", "corrupt_video"]})
+    mined = mine_dataset(ds, max_side=96, grid=4)
+    assert mined["mine_reason"] == ["", "corrupt_video"] and mined["mine_error"] == ["", f"ClipError: {message}"]
+    assert mined[1]["twin"] == [] and mined[1]["twin_frame_size"] == [0, 0] and json.loads(mined[1]["twin_options"])
+    report = mining_report(mined)
+    assert (report["mined"], report["failed"], report["bad_files"], report["failed_by_reason"]) == \
+        (1, 1, 1, {"corrupt_video": 1})
+    with pytest.raises(ClipError, match=r"^row 1: video .*carphone_pristine.mp4: the file has no video stream "
+                                        r"\[corrupt_video\]$"):
+        mine_dataset(ds, max_side=96, grid=4, strict=True)
+
+
+def test_a_file_changed_after_its_windows_were_cut_is_refused(tmp_path):
+    """A file replaced, truncated or deleted between building the clip dataset and mining it: a failed row naming it
+    (its size recorded in video_size), never twins of other content."""
+    from mimcl_hub.data import folder_clips
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i, name in enumerate(("replaced.mp4", "truncated.mp4", "deleted.mp4", "kept.mp4")):
+        write_video(folder / name, GOOD_FRAMES, seed=i)
+    clips = folder_clips(folder, window=16, on_error="mark")
+    write_video(folder / "replaced.mp4", GOOD_FRAMES, seed=9)
+    data = (folder / "truncated.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "deleted.mp4").unlink()
+    mined = mine_dataset(clips, max_side=96, grid=4)
+    reasons = dict(zip(mined["clip_id"], zip(mined["mine_reason"], mined["mine_error"])))
+    assert reasons["kept.mp4@0+16"] == ("", "")
+    assert reasons["deleted.mp4@0+16"][0] == "missing_video" and "deleted.mp4" in reasons["deleted.mp4@0+16"][1]
+    for name in ("replaced.mp4", "truncated.mp4"):
+        reason, error = reasons[f"{name}@0+16"]
+        assert reason == "bad_clip" and f"{folder / name}: changed since its clip windows were cut" in error
+
+
+def test_save_mined_dataset_writes_dataset_and_card_in_one_atomic_folder(tmp_path, bundled_paths):
+    """issue 19 items 2 and 13 (library): the card records source, options, report (bad files by reason) and that
+    video paths are absolute; load_from_disk reads the folder; the clip bank skips the bad rows; a dataset with no
+    mined row is refused without writing anything."""
+    from huggingface_hub import DatasetCard
+
+    from mimcl_hub.data import load_clip_source, load_twin_clips, save_mined_dataset
+    from mimcl_hub.data.dataset_card import read_mined_card
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(bundled_paths["carphone_pristine.mp4"], folder / "carphone.mp4")
+    bad = {case: BAD_FILES[case][0](folder).name for case in ("zero_byte", "audio_only", "png_renamed")}
+    clips = load_clip_source(str(folder), window=16)
+    mined = mine_dataset(clips, max_side=96, grid=4)
+    out = tmp_path / "mined"
+    report = save_mined_dataset(mined, out, str(folder), clip_options={"window": 16, "limit": None})
+    assert report["output"] == str(out) and report["failed_by_reason"] == {"corrupt_video": 2, "too_few_frames": 1}
+    assert report["bad_files"] == 3 and report["mined"] == 7 and report["clips"] == 10
+    assert sorted(os.listdir(tmp_path)) == ["mined", "videos"]                      # no temporary folder left
+    loaded = datasets.load_from_disk(str(out))
+    assert loaded["clip_id"] == mined["clip_id"] and all(os.path.isabs(v) for v in loaded["video"])
+
+    card = read_mined_card(out)
+    assert card["video_paths"] == "absolute" and card["source"] == str(folder) and card["source_path"] == str(folder)
+    assert card["clip_options"] == {"window": 16, "limit": None}
+    assert card["twin_options"] == report["twin_options"] and card["twin_options"][0]["grid"] == 4
+    assert card["report"] == {key: report[key] for key in ("clips", "mined", "failed", "failed_by_reason",
+                                                           "bad_files", "patches", "valid_patches", "twins")}
+    text = DatasetCard.load(out / "README.md").text
+    for name in bad.values():
+        assert name in text
+    assert "| corrupt_video | 2 |" in text and "| too_few_frames | 1 |" in text and "**absolute**" in text
+
+    bank = load_twin_clips(loaded)
+    assert bank.num_clips == 7 and sorted(bank.skipped) == sorted(report["errors"])
+
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        save_mined_dataset(mined, out, str(folder))
+    failed = mined.filter(lambda row: row["mine_error"] != "")
+    with pytest.raises(ClipError, match=r"none of the 3 clips could be mined \(corrupt_video 2, too_few_frames 1\).*"
+                                        r"audio.mp4.*nothing was written"):
+        save_mined_dataset(failed, tmp_path / "empty", str(folder))
+    assert not (tmp_path / "empty").exists()

@@ -902,7 +902,9 @@ def test_disk_filling_up_mid_run_keeps_the_last_checkpoint(disk_faults):
 
 # =============================================================================================================
 # issue 19, items 3 / 4 / 8: `mimcl eval` never writes a wrong number into eval_results.json or the card
-# =============================================================================================================
+# ======================================================================================================
+
+
 # Each bad dataset is a real dataset (save_to_disk / Parquet folder) evaluated with a real encoder folder
 # (save_encoder of a tiny timm ViT): a ValueError naming the dataset, the split and the column, the same one line
 # from `mimcl eval` (exit status 2, no traceback), and eval_results.json / README.md unchanged to the byte.
@@ -1195,3 +1197,156 @@ def test_issue19_item8_string_labels_are_mapped_like_their_classlabel(i19_encode
                                          update_card=False)["results"][source]
     for key in ("knn_top1", "linear_top1", "num_classes", "num_train", "num_test"):
         assert results["cl"][key] == results["str"][key] == results["sparse"][key], key
+
+
+# =============================================================================================================
+# issue 19 items 2 and 13: `mimcl mine` over folders of real files. Every bad file is a row with its reason (in the
+# printed report and the dataset card), --strict stops at the first one naming it, a folder of only bad files fails;
+# the `video` paths are absolute, so the mined folder loads and trains from any working directory.
+# =============================================================================================================
+
+sys.path.insert(0, os.path.dirname(__file__))
+from video_files import BAD_FILES as I19_BAD_FILES  # noqa: E402
+from video_files import GOOD_FRAMES as I19_GOOD_FRAMES  # noqa: E402
+from video_files import printable as i19_printable  # noqa: E402
+from video_files import write_video as i19_write_video  # noqa: E402
+
+I19_MINE = ["--window", "16", "--max_side", "96", "--grid", "4"]
+
+
+def _i19_folder(tmp_path: Path, *cases: str) -> tuple[Path, list[Path]]:
+    folder = tmp_path.resolve() / "videos"
+    folder.mkdir()
+    i19_write_video(folder / "good.mp4", I19_GOOD_FRAMES)
+    return folder, [I19_BAD_FILES[case][0](folder) for case in cases]
+
+
+def _i19_error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("mimcl mine:")]
+
+
+@pytest.mark.parametrize("case", sorted(I19_BAD_FILES))
+def test_issue19_cli_mine_reports_each_bad_file_by_reason(tmp_path, capsys, case):
+    """issue 19 item 13: one bad file (0-byte, audio-only, a PNG named .mp4, random bytes, 1 frame, shorter than
+    --window, a folder named x.mp4, a broken link, a link loop, a named pipe, a name that is not UTF-8) next to a
+    good video: exit 0, the file is a failed row with its reason in the printed report and in the dataset card;
+    with --strict exit 2 and one line naming the file; never a traceback."""
+    from mimcl_hub.cli import main
+
+    _, reason, text = I19_BAD_FILES[case]
+    folder, [bad] = _i19_folder(tmp_path, case)
+    out = tmp_path / "out"
+    code = main(["mine", str(folder), "--output", str(out), *I19_MINE])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    report = json.loads(captured.out)
+    assert (report["clips"], report["mined"], report["bad_files"], report["failed_by_reason"]) == (2, 1, 1, {reason: 1})
+    [message] = report["errors"].values()
+    assert text in message and i19_printable(bad) in message
+    assert f"1 of 2 clips could not be mined ({reason} 1;" in captured.err
+    mined = datasets.load_from_disk(str(out))
+    assert sorted(mined["mine_reason"]) == ["", reason]
+    card = (out / "README.md").read_text()
+    assert f"| {reason} | 1 |" in card and i19_printable(bad).replace("\\", "\\\\") in card
+    assert "failed_by_reason:\n      " + reason + ": 1" in card and "video_paths: absolute" in card
+
+    code = main(["mine", str(folder), "--output", str(tmp_path / "strict"), *I19_MINE, "--strict"])
+    err = capsys.readouterr().err
+    lines = _i19_error_lines(err)
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert i19_printable(bad) in lines[0] and f"[{reason}]" in lines[0]
+    assert not (tmp_path / "strict").exists()
+
+
+def test_issue19_cli_mine_folder_of_only_bad_files_fails_with_the_reasons(tmp_path, capsys):
+    """issue 19 item 13: every file bad -> exit 2, one line naming each file and its reason, nothing written."""
+    from mimcl_hub.cli import main
+
+    folder, bad = _i19_folder(tmp_path, "zero_byte", "audio_only", "png_renamed")
+    (folder / "good.mp4").unlink()
+    code = main(["mine", str(folder), "--output", str(tmp_path / "out"), *I19_MINE])
+    err = capsys.readouterr().err
+    lines = _i19_error_lines(err)
+    assert code == 2 and "Traceback" not in err and len(lines) == 1, err
+    assert all(str(path) in lines[0] for path in bad)
+    assert "[corrupt_video]" in lines[0] and "[too_few_frames]" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def _i19_unreadable_prefix(probe: Path) -> list[str]:
+    """A command prefix under which a chmod-000 file cannot be read: none for a normal user; for root, capsh without
+    CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH. Skips when neither works here."""
+    if os.geteuid() != 0:
+        return []
+    drop = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c"]
+    if shutil.which("capsh"):
+        try:
+            proc = subprocess.run(drop + [f"cat {probe}"], capture_output=True, timeout=30)
+        except OSError:
+            proc = None
+        if proc is not None and proc.returncode != 0 and b"Permission denied" in proc.stderr:
+            return drop
+    pytest.skip("running as root without a way to drop CAP_DAC_OVERRIDE (capsh): chmod 000 files stay readable")
+
+
+@pytest.mark.parametrize("what", ["file", "subfolder"])
+def test_issue19_cli_mine_unreadable_file_or_subfolder_is_a_row(tmp_path, what):
+    """issue 19 (hostile pass): a video that cannot be read (chmod 000) or a subfolder that cannot be listed is a
+    failed row naming it (missing_video), not a crash and not silently left out."""
+    folder, _ = _i19_folder(tmp_path)
+    if what == "file":
+        locked = i19_write_video(folder / "secret.mp4", I19_GOOD_FRAMES, seed=5)
+    else:
+        locked = folder / "locked"
+        locked.mkdir()
+        i19_write_video(locked / "inside.mp4", I19_GOOD_FRAMES, seed=5)
+    locked.chmod(0)
+    try:
+        prefix = _i19_unreadable_prefix(locked / "inside.mp4" if what == "subfolder" else locked)
+        command = [sys.executable, "-m", "mimcl_hub.cli", "mine", str(folder), "--output", str(tmp_path / "out"),
+                   *I19_MINE]
+        import shlex
+
+        argv = prefix + [shlex.join(command)] if prefix else command
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env={**os.environ})
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["failed_by_reason"] == {"missing_video": 1} and report["mined"] == 1
+    [message] = report["errors"].values()
+    expected = "cannot be read (Permission denied)" if what == "file" else "cannot be listed (Permission denied)"
+    assert str(locked) in message and expected in message
+
+
+def test_issue19_mined_folder_loads_and_trains_from_another_working_directory(tmp_path, monkeypatch, capsys,
+                                                                             bundled_paths):
+    """issue 19 item 2: mined with a relative SOURCE from one working directory, the folder's clips (absolute
+    `video` paths, said so in the card) load into the clip bank and the training set from another one."""
+    from huggingface_hub import DatasetCard
+
+    from mimcl_hub.cli import main
+    from mimcl_hub.data import AugmentConfig, build_train_dataset, load_twin_clips
+
+    root = tmp_path.resolve()
+    (root / "project" / "vids").mkdir(parents=True)
+    shutil.copy(bundled_paths["carphone_pristine.mp4"], root / "project" / "vids" / "carphone.mp4")
+    (root / "elsewhere" / "deeper").mkdir(parents=True)
+    monkeypatch.chdir(root / "elsewhere" / "deeper")
+    code = main(["mine", "../../project/vids", "--output", "../../project/mined", "--limit", "3", *I19_MINE])
+    assert code == 0, capsys.readouterr().err
+    out = root / "project" / "mined"
+    mined = datasets.load_from_disk(str(out))
+    assert mined["video"] == [str(root / "project" / "vids" / "carphone.mp4")] * 3
+    mine_block = DatasetCard.load(out / "README.md").data.to_dict()["mimcl_mine"]
+    assert mine_block["video_paths"] == "absolute" and mine_block["source"] == "../../project/vids"
+    assert mine_block["source_path"] == str(root / "project" / "vids")
+    printed = json.loads(capsys.readouterr().out)
+    assert mine_block["report"]["clips"] == 3 and mine_block["report"]["twins"] == printed["twins"]
+
+    monkeypatch.chdir(root)                                           # another working directory
+    bank = load_twin_clips(datasets.load_from_disk("project/mined"))
+    assert bank.num_clips == 3 and bank.frames[0].shape == (16, 3, 78, 96)
+    train_set = build_train_dataset(str(out), twin_mode="mi", augment=AugmentConfig(img_size=16), seed=0)
+    item = train_set[0]
+    assert item is not None and len(train_set) > 0

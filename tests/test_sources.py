@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import sys
 import warnings
 
 import datasets
@@ -21,7 +24,10 @@ from mimcl_hub.data.sources import (
     video_clips,
 )
 from mimcl_hub.data.video import decode_video
-from mimcl_hub.errors import ClipError
+from mimcl_hub.errors import CLIP_ERROR_REASONS, ClipError
+
+sys.path.insert(0, os.path.dirname(__file__))
+from video_files import BAD_FILES, GOOD_FRAMES, WINDOW, printable, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +309,122 @@ def test_clip_dataset_map_roundtrip(clips):
     sub = clips.select(range(3))
     shapes = sub.map(lambda row: {"shape": list(load_clip_frames(row, max_side=64).shape)})["shape"]
     assert shapes == [[16, 26, 64, 3]] * 3
+
+
+# ------------------------------------------------- issue 19: bad files are rows, video paths absolute
+
+
+@pytest.fixture
+def videos(tmp_path):
+    """A folder (its real path) holding one good 20-frame H.264 video: one window of 16 frames."""
+    folder = tmp_path.resolve() / "videos"
+    folder.mkdir()
+    write_video(folder / "good.mp4", GOOD_FRAMES)
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_marked_bad_file_is_one_row_with_its_reason(videos, case):
+    """issue 19 item 13: with on_error="mark" every bad file (0-byte, audio-only, a PNG named .mp4, 1 frame, too
+    short, a folder named x.mp4, a broken link, a link loop, a pipe, a name that is not UTF-8) is kept as one row
+    whose scan_error names it and whose scan_reason is its code; "raise" names it, "skip" warns."""
+    make, reason, text = BAD_FILES[case]
+    bad = make(videos)
+    assert reason in CLIP_ERROR_REASONS
+    ds = folder_clips(videos, window=WINDOW, on_error="mark")
+    assert ds.features == CLIP_FEATURES
+    good = [row for row in ds if not row["scan_error"]]
+    assert [(r["clip_id"], r["scan_reason"], r["video"], r["video_size"]) for r in good] == \
+        [("good.mp4@0+16", "", str(videos / "good.mp4"), os.path.getsize(videos / "good.mp4"))]
+    marked = [row for row in ds if row["scan_error"]]
+    assert len(marked) == 1, marked
+    row = marked[0]
+    assert row["scan_reason"] == reason and text in row["scan_error"] and printable(bad) in row["scan_error"]
+    assert (row["clip_id"], row["video"], row["start"], row["num_frames"], row["video_size"]) == \
+        (f"{printable(bad.name)}@0+0", printable(bad), 0, 0, None)
+    assert "\n" not in row["scan_error"]
+    if reason == "too_few_frames":  # a video too short for a window: a warning without "mark", as before
+        for on_error in ("raise", "skip"):
+            with pytest.warns(UserWarning, match=f"no window of {WINDOW} frames"):
+                assert folder_clips(videos, window=WINDOW, on_error=on_error)["clip_id"] == ["good.mp4@0+16"]
+        return
+    with pytest.raises(ClipError, match=re.escape(printable(bad))) as info:
+        folder_clips(videos, window=WINDOW)
+    assert info.value.reason == reason
+    with pytest.warns(UserWarning, match="skipping unreadable video"):
+        assert folder_clips(videos, window=WINDOW, on_error="skip")["clip_id"] == ["good.mp4@0+16"]
+
+
+def test_marked_source_with_every_file_bad_raises_listing_each(tmp_path):
+    """issue 19 item 13: a folder where every file is bad fails, naming each file with its reason (one line)."""
+    folder = tmp_path.resolve()
+    names = [BAD_FILES[case][0](folder).name for case in ("zero_byte", "audio_only", "png_renamed")]
+    with pytest.raises(ClipError, match=r"no clip of 16 frames could be cut from any of its 3 video\(s\)") as info:
+        folder_clips(folder, window=16, on_error="mark")
+    message = str(info.value)
+    assert all(name in message for name in names), message
+    assert re.findall(r"\[(\w+)\]", message) == ["corrupt_video", "corrupt_video", "too_few_frames"]  # sorted by name
+    assert "\n" not in message
+    with pytest.raises(ClipError, match="no clip of 16 frames"):
+        video_clips([folder / n for n in names], window=16, on_error="mark")
+
+
+def test_folder_walk_follows_folder_links_once_and_keeps_same_names_apart(tmp_path):
+    """A link loop (sub/loop -> ..) ends, a link to a folder outside is followed, two x.mp4 in two subfolders are
+    two clips."""
+    root = tmp_path.resolve()
+    folder, outside = root / "videos", root / "outside"
+    for sub in ("a", "b", "sub"):
+        (folder / sub).mkdir(parents=True)
+        write_video(folder / sub / ("s.mp4" if sub == "sub" else "x.mp4"), GOOD_FRAMES, seed=len(sub))
+    outside.mkdir()
+    write_video(outside / "o.mkv", GOOD_FRAMES, codec="ffv1")
+    (folder / "sub" / "loop").symlink_to("..")
+    (folder / "linked").symlink_to(outside)
+    ds = folder_clips(folder, window=16, on_error="mark")
+    assert ds["clip_id"] == ["a/x.mp4@0+16", "b/x.mp4@0+16", "linked/o.mkv@0+16", "sub/s.mp4@0+16"]
+    assert ds["video"] == [str(folder / "a" / "x.mp4"), str(folder / "b" / "x.mp4"), str(folder / "linked" / "o.mkv"),
+                           str(folder / "sub" / "s.mp4")]
+    with pytest.raises(ClipError, match="no video file"):
+        folder_clips(folder, window=16, recursive=False)
+
+
+def test_video_paths_are_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    """issue 19 item 2: relative paths (with .., through a folder link) are stored absolute, so the rows decode from
+    any working directory; a link to a file keeps its own name."""
+    root = tmp_path.resolve()
+    (root / "data" / "vids").mkdir(parents=True)
+    write_video(root / "data" / "vids" / "a.mp4", GOOD_FRAMES)
+    (root / "link").symlink_to(root / "data")
+    (root / "other").mkdir()
+    (root / "other" / "alias.mp4").symlink_to(root / "data" / "vids" / "a.mp4")
+    (root / "work").mkdir()
+    (root / "elsewhere").mkdir()
+    monkeypatch.chdir(root / "work")
+    expected = [str(root / "data" / "vids" / "a.mp4")]
+    assert folder_clips("../data/vids", window=16)["video"] == expected
+    assert folder_clips("../link/vids", window=16)["video"] == expected
+    assert video_clips("../link/vids/a.mp4", window=16)["video"] == expected
+    assert video_clips(["../other/alias.mp4"], window=16)["video"] == [str(root / "other" / "alias.mp4")]
+    hf = hf_video_clips(datasets.Dataset.from_dict({"video": ["../data/vids/a.mp4"]}), window=16)
+    assert hf["video"] == expected
+    frames = load_clip_frames(hf[0])
+    monkeypatch.chdir(root / "elsewhere")
+    np.testing.assert_array_equal(load_clip_frames(hf[0]), frames)
+
+
+def test_hf_video_clips_marks_bad_rows(tmp_path, paths):
+    """issue 19 item 13, HF datasets: a bad row is one row with its reason, its source row and no bytes."""
+    features = datasets.Features({"video": datasets.Video()})
+    rows = [{"bytes": None, "path": paths["carphone_pristine.mp4"]},
+            {"bytes": b"\x00garbage" * 100, "path": None},
+            {"bytes": None, "path": str(tmp_path / "gone.mp4")}]
+    ds = datasets.Dataset.from_dict({"video": rows}, features=features)
+    clips = hf_video_clips(ds, window=16, on_error="mark")
+    good = [r for r in clips if not r["scan_error"]]
+    assert len(good) == 7 and {r["source_row"] for r in good} == {0} and {r["scan_reason"] for r in good} == {""}
+    assert {r["video_size"] for r in good} == {os.path.getsize(paths["carphone_pristine.mp4"])}
+    bad = [(r["clip_id"], r["source_row"], r["scan_reason"], r["video_bytes"], r["num_frames"])
+           for r in clips if r["scan_error"]]
+    assert bad == [("row1/video@0+0", 1, "corrupt_video", None, 0), ("row2/gone.mp4@0+0", 2, "missing_video", None, 0)]
+    assert "gone.mp4" in clips[-1]["scan_error"] and "row 2 of column 'video'" in clips[-1]["scan_error"]

@@ -7,7 +7,7 @@ Modules (imports point down: nothing here imports ``mimcl_hub.train``, ``cli``, 
 HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin mining map), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
-set factory), ``store`` (atomic saves).
+set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).
 """
 
 from .augment import AugmentConfig
@@ -27,7 +27,7 @@ from .sources import (
     load_clip_frames,
     video_clips,
 )
-from .store import save_dataset_atomically
+from .store import save_dataset_atomically, save_mined_dataset
 from .video import decode_video, detect_shot_cuts, frame_differences, scan_video, shot_windows
 
 __all__ = [
@@ -41,4 +41,5 @@ __all__ = [
     "TwinContrastiveDataset", "ImageContrastiveDataset", "ItemPlan", "TwinChoice", "collate_contrastive",
     "default_video_dataset", "build_train_dataset",
     "load_clip_source", "open_source", "is_saved_dataset", "source_problem", "save_dataset_atomically",
+    "save_mined_dataset",
 ]

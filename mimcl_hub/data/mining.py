@@ -6,6 +6,10 @@ and adds the twin columns. A bad row never crashes the map: it gets empty twin c
 ``mine_error`` and a reason code in ``mine_reason`` (``mimcl_hub.errors.CLIP_ERROR_REASONS``, e.g.
 ``too_few_frames``, ``corrupt_video``, ``non_finite``; ``unexpected_error`` for anything that is not a
 ``ClipError``); ``mining_report`` counts them by reason. ``strict=True`` raises instead, naming the row.
+A row of a file that gave no clip when the clip dataset was built (``scan_error`` / ``scan_reason`` set, see
+``mimcl_hub.data.sources``) becomes a failed row with that message and reason, without being decoded again
+(``strict=True``: the error, naming the file); so does a row whose file changed size since then
+(``video_size``; reason ``bad_clip``).
 
     ds = bundled_clips(window=24)
     mined = ds.map(mine_twin_patches, batched=True, batch_size=4, num_proc=2,
@@ -380,6 +384,21 @@ def mine_twin_patches(
                            options)
 
 
+def _check_unchanged(row: Mapping[str, Any]) -> None:
+    """A lazy path row whose file has another size than when its windows were cut (``video_size``) is refused,
+    naming the file: its windows and shot cuts belong to other content."""
+    size, path = row.get("video_size"), row.get("video")
+    if size is None or not isinstance(path, str) or row.get("video_bytes") is not None or row.get("frames") is not None:
+        return
+    try:
+        now = os.stat(path).st_size
+    except OSError:
+        return  # gone: load_clip_frames names it (missing_video)
+    if now != size:
+        raise ClipError(f"video file {path}: changed since its clip windows were cut ({size} bytes then, {now} "
+                        "now); build the clip dataset again", reason="bad_clip")
+
+
 def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
                 options) -> dict[str, list]:
     n = len(next(iter(batch.values()))) if batch else 0
@@ -389,13 +408,16 @@ def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_t
         index = indices[i] if indices is not None else i
         name = row.get("clip_id") or f"row {index}"
         try:
+            if row.get("scan_error"):  # the file gave no clip when the source was built: its reason, no 2nd decode
+                raise ClipError(row["scan_error"], reason=row.get("scan_reason") or "bad_clip")
+            _check_unchanged(row)
             frames = _load_frames(row, max_side, strict_format, num_threads)
             values = row_result(find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options), max_side)
         except Exception as error:  # a bad row is reported, never the end of the whole map
             reason = error_reason(error)
             if strict:
-                if isinstance(error, ClipError):
-                    raise ClipError(f"row {index}: {error} [{reason}]", reason=reason) from error
+                if isinstance(error, ClipError):  # one line, naming the row and the file
+                    raise ClipError(" ".join(f"row {index}: {error} [{reason}]".splitlines()), reason=reason) from error
                 raise ClipError(f"row {index} ({name}): {type(error).__name__}: {error} [{reason}]",
                                 reason="bad_clip") from error
             message = f"{type(error).__name__}: {error}"
@@ -514,9 +536,10 @@ def with_lossless_frames(dataset: datasets.Dataset) -> datasets.Dataset:
 
 
 def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
-    """Counts over a mined dataset: clips, clips mined / failed, the failed rows by reason code
+    """Counts over a mined dataset: clips (rows), clips mined / failed, the failed rows by reason code
     (``failed_by_reason``, see ``mimcl_hub.errors.CLIP_ERROR_REASONS``; ``unexpected_error`` for anything
-    that was not a ``ClipError``) and their messages by row (``errors``), patches, valid patches, twins, and the
+    that was not a ``ClipError``) and their messages by row (``errors``), ``bad_files`` (failed rows that are
+    files which gave no clip at all: ``scan_error`` set), patches, valid patches, twins, and the
     distinct ``twin_options`` the rows were mined with (parsed, in order of first appearance; empty for a dataset
     mined before they were recorded)."""
     errors = dataset["mine_error"]
@@ -529,12 +552,14 @@ def mining_report(dataset: datasets.Dataset) -> dict[str, Any]:
     valid = dataset["twin_valid"]
     twins = dataset["twin"]
     options = dataset["twin_options"] if "twin_options" in dataset.column_names else []
+    scan_errors = dataset["scan_error"] if "scan_error" in dataset.column_names else []
     return {
         "clips": len(dataset),
         "mined": len(dataset) - len(failed),
         "failed": len(failed),
         "failed_by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "errors": failed,
+        "bad_files": sum(1 for e in scan_errors if e),
         "patches": int(sum(len(v) for v in valid)),
         "valid_patches": int(sum(int(np.sum(v)) for v in valid)),
         "twins": int(sum(int(np.sum(np.asarray(t) >= 0)) for t in twins)),

@@ -20,6 +20,11 @@ a Hub dataset id
 - :func:`open_source` — a source string -> the ``datasets.Dataset`` it names, as stored.
 - :func:`load_clip_source` — a source -> a clip dataset (what ``mimcl mine`` mines).
 - :func:`build_train_dataset` — a ``--video_dataset`` value -> the training set of the dual branch.
+
+Video files, folders of videos and HF video columns are cut into windows with ``on_error="mark"``: a file that
+gives no clip (not a video, no video stream, empty, too short, ...) is one row with its reason (``scan_error`` /
+``scan_reason``), which mining reports as a failed row and training skips; only a source none of whose files
+gives a clip fails, listing each file's reason. The ``video`` column holds absolute paths.
 """
 
 from __future__ import annotations
@@ -95,8 +100,16 @@ def _pick_split(ds, split: str, what: str):
 
 
 def _has_videos(folder: str) -> bool:
-    for _, _, files in os.walk(folder):
-        if any(name.lower().endswith(VIDEO_EXTENSIONS) for name in files):
+    """True when an entry under ``folder`` is named like a video, as ``folder_clips`` looks for them (links to
+    folders followed, each folder once; a folder or a broken link named ``x.mp4`` counts: it becomes a bad row)."""
+    seen = set()
+    for path, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(path)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        if any(name.lower().endswith(VIDEO_EXTENSIONS) for name in files + folders):
             return True
     return False
 
@@ -126,14 +139,14 @@ def open_source(source: str, split: str = "train", window: int = TRAIN_WINDOW, s
         return _pick_split(datasets.load_from_disk(path), split, label)
     if os.path.isdir(path):
         if _has_videos(path):
-            return folder_clips(path, window=window)
+            return folder_clips(path, window=window, on_error="mark")
         try:
             return datasets.load_dataset(path, split=split)
         except Exception as exc:  # no data files, unreadable files, no such split ...
             raise ValueError(f"{label}: a folder with no video file {list(VIDEO_EXTENSIONS)} that datasets cannot "
                              f"load either ({type(exc).__name__}: {exc})") from exc
     if os.path.isfile(path):
-        return video_clips([path], window=window)
+        return video_clips([path], window=window, on_error="mark")
     if os.path.exists(path):
         raise ClipError(f"{label}: not a video file, a folder or a saved dataset")
     if not looks_like_hub_id(source):
@@ -179,7 +192,7 @@ def as_clip_dataset(ds: datasets.Dataset, source: str, video_column: Optional[st
             f"{source}: no clip columns (frames, or video/start/num_frames) and no video column "
             f"{video_column or 'video'!r}; columns are {sorted(ds.column_names)} (set --video_column)"
         )
-    return hf_video_clips(ds, video_column=column, window=window)
+    return hf_video_clips(ds, video_column=column, window=window, on_error="mark")
 
 
 def load_clip_source(source: str, window: int = 24, video_column: str = "video", split: str = "train",

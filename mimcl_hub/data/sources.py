@@ -6,9 +6,20 @@ only when mining) by the columns
 
 - ``clip_id`` (string): ``"<video name>@<start>+<num_frames>"``, e.g. ``"bikes.mp4@30+16"``;
   :func:`hf_video_clips` prefixes the source row: ``"row3/clip.mp4@0+16"``.
-- ``video`` (string or None): path of the video file.
+- ``video`` (string or None): the **absolute** path of the video file (symbolic links in the folders above it
+  resolved, the file's own name kept), so a clip dataset, and the mined dataset made from it, find their videos
+  from any working directory.
 - ``start`` (int64): first frame of the window (0-based, decoding order).
 - ``num_frames`` (int64): window length in frames.
+- ``video_size`` (int64 or None): the size in bytes of the file when it was scanned; mining refuses a row whose
+  file has another size now (the file changed after its windows were cut). None for rows from bytes and for
+  bad files.
+- ``scan_error`` / ``scan_reason`` (string): empty for a clip. With ``on_error="mark"`` a file that gives no clip
+  (not a video, no video stream, empty, unreadable, not a regular file, too short for one window, a single
+  image, a name that is not UTF-8) is kept as **one** row ``"<name>@0+0"`` (``start`` 0, ``num_frames`` 0) whose
+  ``scan_error`` says why, naming the file, and ``scan_reason`` is its code from
+  :data:`mimcl_hub.errors.CLIP_ERROR_REASONS`. Mining turns such a row into a failed row (``mine_error`` /
+  ``mine_reason``) without decoding it again, so every file shows up in the mining report.
 
 :func:`hf_video_clips` adds ``video_bytes`` (binary or None) and ``source_row`` (int64). When a
 video exists only as bytes inside the HF dataset (the usual case for Hub datasets stored as
@@ -20,13 +31,21 @@ save them to files and use :func:`video_clips` instead.
 Windows never span a shot cut: each video is decoded once at low resolution (longer side
 ``scan_max_side`` px), cuts are found by :func:`mimcl_hub.data.video.detect_shot_cuts` and windows
 are placed inside shots by :func:`mimcl_hub.data.video.shot_windows`.
+
+``on_error`` (every builder): ``"raise"`` (default) stops at the first unreadable file with a
+:class:`ClipError` naming it; ``"skip"`` leaves it out with a warning; ``"mark"`` keeps it as a row with its
+reason (above; what ``mimcl mine`` and training use). A file too short for one window only warns under
+``"raise"`` and ``"skip"``. Whatever the mode, a source none of whose files gives a clip raises
+:class:`ClipError` listing each file with its reason.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -67,9 +86,12 @@ logger = logging.getLogger(__name__)
 CLIP_FEATURES = datasets.Features(
     {
         "clip_id": datasets.Value("string"),
-        "video": datasets.Value("string"),
+        "video": datasets.Value("string"),  # absolute path
         "start": datasets.Value("int64"),
         "num_frames": datasets.Value("int64"),
+        "video_size": datasets.Value("int64"),  # bytes of the file when scanned (None: bytes rows, bad files)
+        "scan_error": datasets.Value("string"),  # "" for a clip; why the file gave none (on_error="mark")
+        "scan_reason": datasets.Value("string"),  # "" or a code of mimcl_hub.errors.CLIP_ERROR_REASONS
     }
 )
 #: Columns of a clip dataset built from an HF dataset (adds the bytes and the source row index).
@@ -88,7 +110,9 @@ BUNDLED_VIDEOS = {
     "carphone_pristine.mp4": [],  # 176x144, 120 frames, 29.97 fps
 }
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-_ON_ERROR = ("raise", "skip")
+_ON_ERROR = ("raise", "skip", "mark")
+#: Bad files named one by one in the error of a source none of whose files gives a clip.
+_LISTED_PROBLEMS = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,43 +148,159 @@ def _check_on_error(on_error: str) -> None:
         raise ClipError(f"on_error must be one of {_ON_ERROR}, got {on_error!r}", reason="invalid_argument")
 
 
+def _printable(text: str) -> str:
+    """``text`` as a dataset (UTF-8) can store it: the bytes of a file name that are not UTF-8 (which Python keeps
+    as surrogate escapes) are shown as ``\\xe9``. Valid text comes back unchanged."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that no file name gave
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _one_line(text: object) -> str:
+    """``text`` on one line (a file name may hold line breaks): each line break a space."""
+    return " ".join(str(text).splitlines())
+
+
+def _absolute(path: str) -> str:
+    """The absolute path of a file: the folders above it with symbolic links resolved (``..`` after a link goes
+    where the system goes), the file's own name kept (a link to a video keeps its name). Works from any working
+    directory, whether or not the file exists."""
+    head, tail = os.path.split(path)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(path)
+    return os.path.join(os.path.realpath(head or "."), tail)
+
+
+def _file_problem(path: str, label: str) -> ClipError | None:
+    """Why ``path`` cannot be a video file, found without decoding it, or None: a name that is not UTF-8 (no
+    dataset can record its path), a broken symbolic link or a link loop, something that is not a regular file
+    (a folder named ``x.mp4``, a pipe, a device), an empty file, a file that cannot be opened for reading."""
+    if _printable(path) != path:
+        return ClipError(f"video file {label}: its name is not valid UTF-8, so a dataset cannot record its path; "
+                         "rename the file", reason="bad_field")
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            kind = "a symbolic link loop"
+        elif os.path.islink(path):
+            kind = f"a broken symbolic link (to {_printable(os.readlink(path))})"
+        else:
+            kind = "not found"
+        return ClipError(f"video file {label}: {kind} ({exc.strerror})", reason="missing_video")
+    if stat.S_ISDIR(info.st_mode):
+        return ClipError(f"video file {label}: is a folder, not a video file", reason="missing_video")
+    if not stat.S_ISREG(info.st_mode):
+        return ClipError(f"video file {label}: not a regular file (a pipe, socket or device)", reason="missing_video")
+    if info.st_size == 0:
+        return ClipError(f"video file {label}: is empty (0 bytes)", reason="corrupt_video")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return ClipError(f"video file {label}: cannot be read ({exc.strerror})", reason="missing_video")
+    return None
+
+
 def _video_windows(
     source: VideoSource, label: str, window: int, stride: int | None, cut_factor: float, scan_max_side: int
-) -> list[tuple[int, int]]:
-    """Scan one video and return its in-shot ``(start, length)`` windows."""
+) -> tuple[list[tuple[int, int]], str]:
+    """Scan one video: its in-shot ``(start, length)`` windows, and when there is none, the sentence saying why."""
     num_frames, diffs = scan_video(source, max_side=scan_max_side, name=label)
     cuts = detect_shot_cuts(diffs, factor=cut_factor)
     windows = shot_windows(num_frames, cuts, window, stride)
-    if not windows:
-        warnings.warn(
-            f"video {label}: no window of {window} frames fits inside a shot "
-            f"({num_frames} frames, cuts after frames {cuts}); it gives no clip",
-            stacklevel=3,
-        )
-    return windows
+    if windows:
+        return windows, ""
+    if num_frames == 1:
+        frames = "a single frame: an image, not a video"
+    else:
+        frames = f"{num_frames} frames" + (f", cuts after frames {cuts}" if cuts else "")
+    return [], f"video {label}: no window of {window} frames fits inside a shot ({frames}); it gives no clip"
+
+
+def _as_clip_error(error: Exception, label: str) -> ClipError:
+    """``error`` itself when it is a ``ClipError``; anything else raised while scanning a file (a file removed
+    meanwhile, an exotic decoder failure) as a ``ClipError`` naming the file, reason ``bad_clip``."""
+    if isinstance(error, ClipError):
+        return error
+    return ClipError(f"video {label}: scanning failed ({type(error).__name__}: {error})", reason="bad_clip")
 
 
 def _report_skip(label: str, error: ClipError) -> None:
     message = f"skipping unreadable video {label}: {error}"
     logger.warning(message)
-    warnings.warn(message, stacklevel=3)
+    warnings.warn(message, stacklevel=4)
 
 
-def _check_not_empty(rows: Mapping[str, list], what: str, window: int) -> None:
-    if not rows["clip_id"]:
-        raise ClipError(f"{what}: no clip of {window} frames could be cut from any video (see the warnings above)")
+class _ClipRows:
+    """The rows of a clip dataset being built, and what to do with a file that gives no clip (``on_error``)."""
+
+    def __init__(self, features: datasets.Features, on_error: str, what: str, window: int) -> None:
+        _check_on_error(on_error)
+        self.features, self.on_error, self.what, self.window = features, on_error, what, window
+        self.rows: dict[str, list] = {name: [] for name in features}
+        self.problems: list[ClipError] = []
+        self.clips = 0
+
+    def _add(self, clip_id: str, video: str | None, start: int, length: int, error: str, reason: str,
+             extra: Mapping[str, Any]) -> None:
+        values = {"clip_id": clip_id, "video": video, "start": start, "num_frames": length, "video_size": None,
+                  "scan_error": error, "scan_reason": reason, **extra}
+        for name, column in self.rows.items():
+            column.append(values[name])
+
+    def windows(self, name: str, video: str | None, windows: Sequence[tuple[int, int]], **extra) -> None:
+        for start, length in windows:
+            self._add(f"{name}@{start}+{length}", video, start, length, "", "", extra)
+        self.clips += len(windows)
+
+    def failed(self, name: str, video: str | None, label: str, error: ClipError, **extra) -> None:
+        """A file that cannot be scanned: raised, skipped with a warning, or kept as one row with its reason."""
+        self.problems.append(error)
+        if self.on_error == "raise":
+            raise error
+        if self.on_error == "skip":
+            _report_skip(label, error)
+            return
+        logger.warning("video %s gives no clip [%s]: %s", label, error.reason, error)
+        self._add(f"{name}@0+0", video, 0, 0, _one_line(error), error.reason, extra)
+
+    def no_window(self, name: str, video: str | None, message: str, **extra) -> None:
+        """A video too short for one window (or a single image): a row with ``too_few_frames`` when marking,
+        else a warning."""
+        error = ClipError(message, reason="too_few_frames")
+        self.problems.append(error)
+        if self.on_error == "mark":
+            logger.warning("%s [too_few_frames]", message)
+            self._add(f"{name}@0+0", video, 0, 0, _one_line(message), error.reason, extra)
+        else:
+            warnings.warn(message, stacklevel=4)
+
+    def dataset(self) -> datasets.Dataset:
+        """The clip dataset; ``ClipError`` listing every bad file (up to ``_LISTED_PROBLEMS``) when none gave a clip."""
+        if not self.clips:
+            shown = "; ".join(f"{_one_line(e)} [{e.reason}]" for e in self.problems[:_LISTED_PROBLEMS])
+            more = len(self.problems) - _LISTED_PROBLEMS
+            reasons = {e.reason for e in self.problems}
+            raise ClipError(
+                _one_line(f"{self.what}: no clip of {self.window} frames could be cut from any of its "
+                          f"{len(self.problems)} video(s): {shown}" + (f"; and {more} more" if more > 0 else "")),
+                reason=reasons.pop() if len(reasons) == 1 else "bad_clip",
+            )
+        return datasets.Dataset.from_dict(self.rows, features=self.features)
 
 
-def _unique_names(paths: Sequence[Path]) -> list[str]:
+def _unique_names(paths: Sequence[str]) -> list[str]:
     """File names for clip ids; the full path where two files share a name."""
-    names = [p.name for p in paths]
+    names = [os.path.basename(p) for p in paths]
     if len(set(names)) == len(names):
         return names
-    return [str(p) for p in paths]
+    return list(paths)
 
 
 def _clips_from_files(
-    named_paths: Sequence[tuple[str, Path]],
+    entries: Sequence[tuple[str, str, ClipError | None]],
     window: int,
     stride: int | None,
     cut_factor: float,
@@ -168,23 +308,24 @@ def _clips_from_files(
     scan_max_side: int,
     what: str,
 ) -> datasets.Dataset:
-    _check_on_error(on_error)
-    rows: dict[str, list] = {name: [] for name in CLIP_FEATURES}
-    for name, path in tqdm(named_paths, desc="scanning videos for shot cuts", disable=len(named_paths) < 2):
+    """Clip rows of ``(name, absolute path, problem found while listing or None)`` entries, one scan each."""
+    rows = _ClipRows(CLIP_FEATURES, on_error, what, window)
+    for name, path, problem in tqdm(entries, desc="scanning videos for shot cuts", disable=len(entries) < 2):
+        label, name = _printable(path), _printable(name)
         try:
-            windows = _video_windows(path, str(path), window, stride, cut_factor, scan_max_side)
-        except ClipError as error:
-            if on_error == "raise":
-                raise
-            _report_skip(str(path), error)
+            problem = problem or _file_problem(path, label)
+            if problem is not None:
+                raise problem
+            size = os.path.getsize(path)
+            windows, none = _video_windows(path, label, window, stride, cut_factor, scan_max_side)
+        except Exception as error:  # one bad file is one bad row (or the error naming it), never the end of the scan
+            rows.failed(name, label, label, _as_clip_error(error, label))
             continue
-        for start, length in windows:
-            rows["clip_id"].append(f"{name}@{start}+{length}")
-            rows["video"].append(str(path))
-            rows["start"].append(start)
-            rows["num_frames"].append(length)
-    _check_not_empty(rows, what, window)
-    return datasets.Dataset.from_dict(rows, features=CLIP_FEATURES)
+        if windows:
+            rows.windows(name, path, windows, video_size=size)
+        else:
+            rows.no_window(name, label, none)
+    return rows.dataset()
 
 
 def video_clips(
@@ -198,24 +339,26 @@ def video_clips(
     """Clip dataset (columns of :data:`CLIP_FEATURES`) over video files, windows inside shots.
 
     Args:
-        paths: one path or an iterable of paths to video files (any container PyAV reads).
+        paths: one path or an iterable of paths to video files (any container PyAV reads). Relative paths are
+            made absolute (see the module docstring): the ``video`` column works from any working directory.
         window: frames per clip. stride: frames between window starts within a shot
             (default ``window``: no overlap).
         cut_factor: shot-cut threshold factor, see :func:`~mimcl_hub.data.video.detect_shot_cuts`.
-        on_error: ``"raise"`` (default): an unreadable file raises :class:`ClipError` naming it;
-            ``"skip"``: it is skipped with a warning (``warnings`` and the module logger).
+        on_error: what an unreadable file does: ``"raise"`` (default) a :class:`ClipError` naming it;
+            ``"skip"``: it is left out with a warning (``warnings`` and the module logger); ``"mark"``: it is
+            kept as one row with ``scan_error`` / ``scan_reason`` (as is a file too short for one window).
         scan_max_side: longer side (px) at which videos are decoded for cut detection.
 
     Raises:
-        ClipError: unreadable file (with ``on_error="raise"``), or no clip at all.
+        ClipError: unreadable file (with ``on_error="raise"``), or no clip at all (listing each file's reason).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    path_list = [Path(p) for p in paths]
+    path_list = [_absolute(os.fsdecode(p)) for p in paths]
     if not path_list:
         raise ClipError("video_clips: no video path given")
     return _clips_from_files(
-        list(zip(_unique_names(path_list), path_list)),
+        [(name, path, None) for name, path in zip(_unique_names(path_list), path_list)],
         window, stride, cut_factor, on_error, scan_max_side, "video_clips",
     )
 
@@ -236,6 +379,36 @@ def bundled_clips(
     return video_clips([paths[n] for n in names], window=window, stride=stride)
 
 
+def _folder_entries(root: str, suffixes: tuple[str, ...], recursive: bool) -> list[tuple[str, str, ClipError | None]]:
+    """``(name relative to root, absolute path, problem)`` for every entry under ``root`` whose name ends with
+    one of ``suffixes`` -- files, links and folders alike (a folder or a broken link named ``x.mp4`` becomes a
+    bad row, never a silently missing one) -- plus one entry per subfolder that cannot be listed (its problem
+    set). Symbolic links to folders are followed; a folder reached twice (a link loop, two links to one folder)
+    is listed once. Sorted by path, folder by folder."""
+    entries: list[tuple[str, str, ClipError | None]] = []
+
+    def unlisted(error: OSError) -> None:
+        path = os.fsdecode(error.filename) if error.filename else root
+        entries.append((os.path.relpath(path, root), path, ClipError(
+            f"folder {_printable(path)}: cannot be listed ({error.strerror}); the videos in it are not mined",
+            reason="missing_video")))
+
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, onerror=unlisted, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        for name in files + subfolders:
+            if name.lower().endswith(suffixes):
+                path = os.path.join(folder, name)
+                entries.append((os.path.relpath(path, root), path, None))
+        if not recursive:
+            subfolders[:] = []
+    return sorted(entries, key=lambda entry: entry[0].split(os.sep))
+
+
 def folder_clips(
     folder: str | os.PathLike,
     window: int = 16,
@@ -247,27 +420,30 @@ def folder_clips(
 ) -> datasets.Dataset:
     """Clip dataset over every video file in a folder (sorted; subfolders too when ``recursive``).
 
-    Files are selected by extension (case-insensitive). Clip ids use the path relative to
-    ``folder``. Raises :class:`ClipError` if the folder does not exist or holds no video; see
-    :func:`video_clips` for ``on_error``.
+    Entries are selected by extension (case-insensitive): every file, link or folder so named is scanned or
+    reported (a folder named ``x.mp4``, a broken link, a subfolder that cannot be listed are bad files; see
+    ``on_error`` in :func:`video_clips`). Symbolic links to folders are followed, each folder listed once
+    (link loops end). Clip ids use the path relative to ``folder``; ``video`` holds absolute paths (``folder``
+    with its symbolic links resolved). Raises :class:`ClipError` if the folder does not exist or holds no video.
     """
-    root = Path(folder)
-    if not root.is_dir():
-        raise ClipError(f"folder_clips: folder {root} does not exist or is not a directory")
+    check = Path(folder)
+    if not check.is_dir():
+        raise ClipError(f"folder_clips: folder {_printable(os.fsdecode(folder))} does not exist or is not a directory",
+                        reason="missing_video")
+    root = os.path.realpath(os.fsdecode(folder))
     suffixes = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
-    candidates = root.rglob("*") if recursive else root.iterdir()
-    files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in suffixes)
-    if not files:
+    entries = _folder_entries(root, suffixes, recursive)
+    if not entries:
         raise ClipError(
-            f"folder_clips: no video file with extension {list(suffixes)} in {root}"
-            + (" (searched recursively)" if recursive else "")
+            f"folder_clips: no video file with extension {list(suffixes)} in {_printable(root)}"
+            + (" (searched recursively)" if recursive else ""), reason="missing_video"
         )
-    named = [(p.relative_to(root).as_posix(), p) for p in files]
-    return _clips_from_files(named, window, stride, cut_factor, on_error, 160, f"folder_clips({root})")
+    return _clips_from_files(entries, window, stride, cut_factor, on_error, 160, f"folder_clips({_printable(root)})")
 
 
 def _hf_video_sources(dataset: datasets.Dataset, video_column: str):
-    """Yield ``(row index, path or None, bytes or None)`` for each row of an HF video column."""
+    """Yield ``(row index, path or None, bytes or None)`` for each row of an HF video column; a path found on
+    disk is made absolute (see :func:`_absolute`) and its bytes are not read."""
     feature = dataset.features[video_column]
     column = dataset.select_columns([video_column])
     if isinstance(feature, datasets.Video):
@@ -286,7 +462,7 @@ def _hf_video_sources(dataset: datasets.Dataset, video_column: str):
         else:
             path, data = value, None
         if path and os.path.isfile(path):
-            yield index, path, None
+            yield index, _absolute(path), None
         elif data:
             yield index, path, data
         else:
@@ -311,9 +487,11 @@ def hf_video_clips(
         video_column: name of that column.
         window, stride, cut_factor, on_error, scan_max_side: as in :func:`video_clips`.
 
-    A row whose path exists on disk is referenced by path (``video``); a row that only has bytes
+    A row whose path exists on disk is referenced by its absolute path (``video``); a row that only has bytes
     keeps them in ``video_bytes`` (see the module docstring). ``source_row`` is the row index in
-    ``dataset`` (to join labels back). Error messages name the row: ``"row 3 of column 'video'"``.
+    ``dataset`` (to join labels back). Error messages name the row: ``"row 3 of column 'video'"``. With
+    ``on_error="mark"`` a bad row gives one row ``"row3/<name>@0+0"`` with ``scan_error`` / ``scan_reason``
+    (its ``video_bytes`` None).
     """
     _check_on_error(on_error)
     if isinstance(dataset, datasets.DatasetDict):
@@ -323,29 +501,26 @@ def hf_video_clips(
     if video_column not in dataset.column_names:
         raise ClipError(f"hf_video_clips: no column {video_column!r}; the dataset has columns {dataset.column_names}")
 
-    rows: dict[str, list] = {name: [] for name in HF_CLIP_FEATURES}
+    rows = _ClipRows(HF_CLIP_FEATURES, on_error, "hf_video_clips", window)
     sources = _hf_video_sources(dataset, video_column)
     for index, path, data in tqdm(sources, total=len(dataset), desc="scanning videos for shot cuts", disable=len(dataset) < 2):
         label = f"row {index} of column {video_column!r} ({path or 'bytes'})"
+        name = f"row{index}/{os.path.basename(path) if path else 'video'}"
+        video = str(path) if path else None
         try:
             if not path and data is None:
                 raise ClipError(f"video {label}: has neither a path nor bytes", reason="missing_video")
-            windows = _video_windows(data if data is not None else path, label, window, stride, cut_factor, scan_max_side)
-        except ClipError as exc:
-            if on_error == "raise":
-                raise
-            _report_skip(label, exc)
+            size = None if data is not None or not os.path.isfile(path) else os.path.getsize(path)
+            windows, none = _video_windows(data if data is not None else path, label, window, stride, cut_factor,
+                                           scan_max_side)
+        except Exception as error:  # as in _clips_from_files
+            rows.failed(name, video, label, _as_clip_error(error, label), video_bytes=None, source_row=index)
             continue
-        name = f"row{index}/{os.path.basename(path) if path else 'video'}"
-        for start, length in windows:
-            rows["clip_id"].append(f"{name}@{start}+{length}")
-            rows["video"].append(str(path) if path else None)
-            rows["start"].append(start)
-            rows["num_frames"].append(length)
-            rows["video_bytes"].append(data)
-            rows["source_row"].append(index)
-    _check_not_empty(rows, "hf_video_clips", window)
-    return datasets.Dataset.from_dict(rows, features=HF_CLIP_FEATURES)
+        if windows:
+            rows.windows(name, video, windows, video_size=size, video_bytes=data, source_row=index)
+        else:
+            rows.no_window(name, video, none, video_bytes=None, source_row=index)
+    return rows.dataset()
 
 
 # --------------------------------------------------------------------------------------------
