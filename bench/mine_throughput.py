@@ -123,7 +123,7 @@ def disk_dataset(rows: list[dict], folder: str):
 
     from mimcl_hub.data.sources import CLIP_FEATURES
 
-    columns = {name: [r[name] for r in rows] for name in CLIP_FEATURES}
+    columns = {name: [r.get(name) for r in rows] for name in CLIP_FEATURES}
     datasets.Dataset.from_dict(columns, features=CLIP_FEATURES).save_to_disk(folder)
     return datasets.load_from_disk(folder)
 

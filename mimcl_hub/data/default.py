@@ -29,7 +29,8 @@ _DEFAULT_FEATURES = datasets.Features(
 
 #: The modules of ``mimcl_hub/data`` whose code decides the default dataset's content: the clip rows
 #: (sources, video decoding, the one pixel conversion, scenes, this module) and their mining.
-_CONTENT_MODULES = ("sources.py", "video.py", "images.py", "scenes.py", "mining.py", "default.py")
+_CONTENT_MODULES = ("sources.py", "frames.py", "video.py", "decoding.py", "images.py", "scenes.py", "mining.py",
+                    "default.py")
 
 
 def _source_digest() -> str:

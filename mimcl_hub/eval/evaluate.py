@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from .._safety import check_number, check_output_apart
-from ..hub.card import EvalEntry, RunCard, load_model_card, md_cell
+from .._markdown import md_cell
+from ..hub.card import EvalEntry, RunCard, load_model_card
 
 __all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "update_model_card"]
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from .._safety import check_number
+from .._markdown import md_cell
 
-__all__ = ["BODY_FIELDS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "load_model_card", "md_cell",
+__all__ = ["BODY_FIELDS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "load_model_card",
            "metric_key", "objective_title"]
 
 #: The model-index names of the metrics ``mimcl_hub`` writes: short name -> (task name, metric type, metric name).
@@ -66,13 +67,6 @@ def metric_key(result) -> str:
     if family and mtype in ("top_5_accuracy", "top5_accuracy"):
         return f"{family}_top5"
     return re.sub(r"[^a-z0-9_]+", "_", mtype or (result.metric_name or "metric").lower()).strip("_") or "metric"
-
-
-def md_cell(text: Any) -> str:
-    """``text`` for one markdown table cell or list line of a card or leaderboard: ``\\`` and ``|`` escaped, every
-    line break (``\\n``, ``\\r``, Unicode line separators) a space, so a hostile name (a dataset id from a card,
-    a folder name) can neither end its cell nor start a row."""
-    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
 def objective_title(name: Optional[str]) -> str:

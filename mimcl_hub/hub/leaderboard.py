@@ -38,7 +38,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .card import META_FIELDS, METRICS, RunCard, load_model_card, md_cell, metric_key
+from .._markdown import md_cell, md_code
+from .card import META_FIELDS, METRICS, RunCard, load_model_card, metric_key
 
 __all__ = [
     "CARD_FIELDS", "FORMATS", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "SPACE_DIR", "build_leaderboard",
@@ -330,11 +331,6 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _md_code(text: str) -> str:
-    """``text`` for a markdown code span: escaped as a cell, backticks (which would end the span) as quotes."""
-    return md_cell(text).replace("`", "'")
-
-
 def to_markdown(board: Leaderboard) -> str:
     """A GitHub / Hub markdown table (``–`` for a missing value), the ranking column named below it, and the
     models that could not be ranked with their reasons. Headers and cells are escaped (``md_cell``)."""
@@ -355,10 +351,10 @@ def to_markdown(board: Leaderboard) -> str:
     if not board.rows:
         lines.append("| " + " | ".join(["–"] * len(header)) + " |")
     order = "highest first" if board.descending else "lowest first"
-    lines += ["", f"Ranked by `{_md_code(str(board.sort))}` ({order})."]
+    lines += ["", f"Ranked by `{md_code(str(board.sort))}` ({order})."]
     if board.errors:
         lines += ["", "Not ranked (card could not be read):", ""]
-        lines += [f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}" for e in board.errors]
+        lines += [f"- `{md_code(e['model'])}`: {md_cell(e['error'])}" for e in board.errors]
     return "\n".join(lines) + "\n"
 
 

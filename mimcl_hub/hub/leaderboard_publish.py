@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .card import md_cell
-from .leaderboard import ROW_FIELDS, Leaderboard, _endpoint, _md_code, space_readme, to_html, to_json
+from .._markdown import md_cell, md_code
+from .leaderboard import ROW_FIELDS, Leaderboard, _endpoint, space_readme, to_html, to_json
 
 __all__ = ["push_leaderboard_dataset", "push_leaderboard_space"]
 
@@ -86,12 +86,12 @@ def push_leaderboard_dataset(board: Leaderboard, repo_id: str, token=None, endpo
     card. Returns the commit URL. Raises :class:`mimcl_hub.hub.PushError`."""
     errors = ""
     if board.errors:
-        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{_md_code(e['model'])}`: {md_cell(e['error'])}"
+        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{md_code(e['model'])}`: {md_cell(e['error'])}"
                                                  for e in board.errors) + "\n"
-    card = _DATASET_CARD.format(title=title, sort=_md_code(str(board.sort)), repo_id=repo_id,
+    card = _DATASET_CARD.format(title=title, sort=md_code(str(board.sort)), repo_id=repo_id,
                                 order="highest first" if board.descending else "lowest first",
                                 fields=", ".join(f"`{f}`" for f in ROW_FIELDS),
-                                columns=", ".join(f"`{_md_code(c)}`" for c in board.columns) or "none yet",
+                                columns=", ".join(f"`{md_code(c)}`" for c in board.columns) or "none yet",
                                 errors=errors)
     files = {"README.md": card.encode("utf-8"), "leaderboard.json": to_json(board).encode("utf-8"),
              "data/leaderboard.parquet": _parquet_bytes(board)}

@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_folder
-from .card import RunCard, md_cell, objective_title
+from .._markdown import md_cell
+from .card import RunCard, objective_title
 
 __all__ = ["CARD_TEMPLATE", "as_run_card", "atomic_folder", "build_card", "card_template", "encoder_config",
            "save_encoder"]

@@ -18,20 +18,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from ..data.decoding import usable_cores
+
 __all__ = ["configure_cpu_threads", "launcher_settings", "usable_cores"]
 
 logger = logging.getLogger(__name__)
 
 #: Set by ``accelerate launch`` (simple and multi-process launchers) in the environment of what it starts.
 _LAUNCH_MARKER = "ACCELERATE_DYNAMO_BACKEND"
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _read_proc(pid: int, name: str) -> Optional[list[str]]:
