@@ -351,10 +351,10 @@ def to_markdown(board: Leaderboard) -> str:
     if not board.rows:
         lines.append("| " + " | ".join(["–"] * len(header)) + " |")
     order = "highest first" if board.descending else "lowest first"
-    lines += ["", f"Ranked by `{md_code(str(board.sort))}` ({order})."]
+    lines += ["", f"Ranked by {md_code(str(board.sort))} ({order})."]
     if board.errors:
         lines += ["", "Not ranked (card could not be read):", ""]
-        lines += [f"- `{md_code(e['model'])}`: {md_cell(e['error'])}" for e in board.errors]
+        lines += [f"- {md_code(e['model'])}: {md_cell(e['error'])}" for e in board.errors]
     return "\n".join(lines) + "\n"
 
 

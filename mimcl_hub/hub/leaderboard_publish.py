@@ -33,7 +33,7 @@ configs:
 # {title}
 
 Results of self-supervised encoders trained with [mimcl_hub](https://arxiv.org/abs/2511.00028), read from the
-`model-index` of each model card and ranked by `{sort}` ({order}). One row per model: {fields}, then one column
+`model-index` of each model card and ranked by {sort} ({order}). One row per model: {fields}, then one column
 per dataset × metric ({columns}).
 
 ```python
@@ -86,12 +86,12 @@ def push_leaderboard_dataset(board: Leaderboard, repo_id: str, token=None, endpo
     card. Returns the commit URL. Raises :class:`mimcl_hub.hub.PushError`."""
     errors = ""
     if board.errors:
-        errors = "\nNot ranked:\n\n" + "\n".join(f"- `{md_code(e['model'])}`: {md_cell(e['error'])}"
+        errors = "\nNot ranked:\n\n" + "\n".join(f"- {md_code(e['model'])}: {md_cell(e['error'])}"
                                                  for e in board.errors) + "\n"
     card = _DATASET_CARD.format(title=title, sort=md_code(str(board.sort)), repo_id=repo_id,
                                 order="highest first" if board.descending else "lowest first",
                                 fields=", ".join(f"`{f}`" for f in ROW_FIELDS),
-                                columns=", ".join(f"`{md_code(c)}`" for c in board.columns) or "none yet",
+                                columns=", ".join(md_code(c) for c in board.columns) or "none yet",
                                 errors=errors)
     files = {"README.md": card.encode("utf-8"), "leaderboard.json": to_json(board).encode("utf-8"),
              "data/leaderboard.parquet": _parquet_bytes(board)}
