@@ -471,12 +471,13 @@ def _build_model(config: TrainConfig, accelerator) -> tuple[nn.Module, nn.Module
 
 def _load_monitor(config: TrainConfig, data_cfg: dict):
     """The kNN monitor (loaded before the training data: a bad --eval_dataset fails fast)."""
-    from ..eval.knn import KNNMonitor, load_knn_datasets
+    from ..eval.knn import KNNMonitor, check_knn_k, load_knn_datasets
 
     knn_train, knn_test = load_knn_datasets(
         config.eval_dataset, img_size=config.img_size, mean=data_cfg["mean"], std=data_cfg["std"],
         max_train=config.knn_max_train, max_test=config.knn_max_test, seed=config.seed,
         image_column=config.eval_image_column, label_column=config.eval_label_column)
+    check_knn_k(config.knn_k, len(knn_train), config.eval_dataset)
     return KNNMonitor(knn_train, knn_test, k=config.knn_k, T=config.knn_temperature,
                       autocast_dtype=torch.bfloat16 if config.mixed_precision == "bf16" else None,
                       channels_last=config.channels_last, name=config.eval_dataset)
@@ -493,6 +494,13 @@ def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
         raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
                           f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
                           f"{accelerator.num_processes} processes)")
+    batches = len(dataset) // (config.per_device_train_batch_size * accelerator.num_processes)
+    if batches < config.gradient_accumulation_steps:      # the epoch would end an accumulation early, every time
+        raise ConfigError(f"invalid training configuration:\n  --gradient_accumulation_steps: "
+                          f"{config.gradient_accumulation_steps} micro-batches per optimizer step, but an epoch of the "
+                          f"training set ({len(dataset)} items) has only {batches} batches of "
+                          f"{config.per_device_train_batch_size} x {accelerator.num_processes} processes; use at most "
+                          f"{batches} (or a smaller --per_device_train_batch_size)")
     return dataset
 
 
