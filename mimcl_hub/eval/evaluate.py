@@ -168,7 +168,7 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
         folder; nothing is written then.
     """
     from ..hub.encoder import MIMCLEncoder
-    from .knn import knn_accuracy
+    from .knn import check_knn_k, knn_accuracy
     from .labelled import SOURCES_HINT, load_knn_datasets
     from .linear import linear_probe
 
@@ -213,6 +213,7 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
         except Exception as e:  # datasets' / Pillow's own errors (unreadable files, offline cache miss, ...)
             raise ValueError(f"evaluation dataset {name!r} could not be loaded ({SOURCES_HINT}): "
                              f"{type(e).__name__}: {e}") from e
+        check_knn_k(knn_k, len(train_set), name)
         tr_f, tr_y = _features(encoder, train_set, batch_size, device)
         te_f, te_y = _features(encoder, test_set, batch_size, device)
         if not (torch.isfinite(tr_f).all() and torch.isfinite(te_f).all()):

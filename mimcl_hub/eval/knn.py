@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
-    "KNNMonitor", "LabelledImages", "extract_features", "knn_accuracy", "knn_predict", "load_knn_datasets",
+    "KNNMonitor", "LabelledImages", "check_knn_k", "extract_features", "knn_accuracy", "knn_predict", "load_knn_datasets",
 ]
 
 from .labelled import LabelledImages, load_knn_datasets  # noqa: E402  (re-exported)
@@ -45,6 +45,15 @@ def _check_feats(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a 2-D tensor (N, D), got {shape}")
+
+
+def check_knn_k(k: int, num_train: int, dataset: str, flag: str = "--knn_k") -> None:
+    """ValueError when ``k`` neighbours exceed the ``num_train`` train rows evaluated: :func:`knn_predict` would
+    clamp k, and the result would be recorded under a k it was not computed with (k = all rows predicts the
+    majority class for every test row)."""
+    if k > num_train:
+        raise ValueError(f"{flag} {k}: kNN dataset {dataset!r} has only {num_train} train rows evaluated, fewer than "
+                         f"k; use {flag} <= {num_train} (or more train rows)")
 
 
 @torch.no_grad()
@@ -108,7 +117,8 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
 
 def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                  test_labels: torch.Tensor, k: int = 20, T: float = 0.07, num_classes: int | None = None) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (fractions in [0, 1]) of :func:`knn_predict`; top-5 only when C > 5."""
+    """Top-1 / top-5 accuracy (fractions in [0, 1]) of :func:`knn_predict`; top-5 only when the train rows hold
+    more than 5 classes."""
     test_labels = torch.as_tensor(test_labels).long().reshape(-1).cpu()
     if test_labels.numel() != test_feats.shape[0]:
         raise ValueError(f"test_labels has {test_labels.numel()} entries for {test_feats.shape[0]} test features")
@@ -122,7 +132,9 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     scores = knn_predict(train_feats, train_labels, test_feats, k=k, T=T, num_classes=num_classes)
     order = scores.argsort(dim=1, descending=True)
     result = {"top1": float((order[:, 0] == test_labels).float().mean())}
-    if num_classes > 5:
+    # only classes with train rows get votes: with 5 or fewer of them top-5 is 1.0 whatever the features
+    # (a ClassLabel naming 1000 classes of which 2 are used would otherwise report it)
+    if torch.unique(torch.as_tensor(train_labels)).numel() > 5:
         result["top5"] = float((order[:, :5] == test_labels[:, None]).any(1).float().mean())
     return result
 
