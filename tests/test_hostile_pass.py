@@ -125,14 +125,6 @@ def test_twin_batch_larger_than_the_batch_is_refused(tmp_path):
     TrainConfig(output_dir=str(tmp_path / "r"), per_device_train_batch_size=8, twin_batch_size=8)
 
 
-def test_knn_k_larger_than_the_knn_train_subset_is_refused(tmp_path):
-    from mimcl_hub.train import ConfigError, TrainConfig
-
-    with pytest.raises(ConfigError, match=r"--knn_k: 300 neighbours .* 100 rows"):
-        TrainConfig(output_dir=str(tmp_path / "r"), knn_k=300, knn_max_train=100)
-    TrainConfig(output_dir=str(tmp_path / "r"), knn_k=300, knn_max_train=100, eval_dataset="none")
-
-
 @pytest.fixture(scope="module")
 def mined_two_scenes(tmp_path_factory) -> str:
     from mimcl_hub.data import make_scenes, mine_dataset
@@ -161,13 +153,19 @@ def test_accumulation_longer_than_an_epoch_is_refused_before_training(tmp_path, 
     assert not out.exists()
 
 
-def test_eval_refuses_knn_k_above_the_train_rows_and_writes_nothing(evaluated, tmp_path):
+def test_a_knn_k_above_the_train_rows_is_recorded_as_the_k_used(evaluated, tmp_path):
+    """kNN clamps k to the train rows; the results, eval_results.json and the card say the k that was used."""
+    from mimcl_hub.eval import KNNMonitor, load_knn_datasets
     from mimcl_hub.eval.evaluate import evaluate_encoder
 
-    before = {p.name: p.read_bytes() for p in evaluated.iterdir() if p.is_file()}
-    with pytest.raises(ValueError, match=r"--knn_k 1000: kNN dataset 'digits' has only 50 train rows"):
-        evaluate_encoder(evaluated, datasets=["digits"], linear=False, knn_k=1000, max_train=50, max_test=20)
-    assert {p.name: p.read_bytes() for p in evaluated.iterdir() if p.is_file()} == before
+    out = tmp_path / "out"
+    result = evaluate_encoder(evaluated, datasets=["digits"], linear=False, knn_k=1000, max_train=50, max_test=20,
+                              output_dir=out)["results"]["digits"]
+    assert result["knn_k"] == 50
+    assert json.loads((out / "eval_results.json").read_text())["results"]["digits"]["knn_k"] == 50
+    assert "k=50,T=0.07" in (out / "README.md").read_text() and "k=1000" not in (out / "README.md").read_text()
+    train, test = load_knn_datasets("digits", img_size=16, max_train=40, max_test=10)
+    assert KNNMonitor(train, test, k=100).k == 40                   # what training's card records
 
 
 def test_top5_needs_more_than_five_classes_with_train_rows():

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
-    "KNNMonitor", "LabelledImages", "check_knn_k", "extract_features", "knn_accuracy", "knn_predict", "load_knn_datasets",
+    "KNNMonitor", "LabelledImages", "extract_features", "knn_accuracy", "knn_predict", "load_knn_datasets",
 ]
 
 from .labelled import LabelledImages, load_knn_datasets  # noqa: E402  (re-exported)
@@ -45,15 +45,6 @@ def _check_feats(name: str, x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a 2-D tensor (N, D), got {shape}")
-
-
-def check_knn_k(k: int, num_train: int, dataset: str, flag: str = "--knn_k") -> None:
-    """ValueError when ``k`` neighbours exceed the ``num_train`` train rows evaluated: :func:`knn_predict` would
-    clamp k, and the result would be recorded under a k it was not computed with (k = all rows predicts the
-    majority class for every test row)."""
-    if k > num_train:
-        raise ValueError(f"{flag} {k}: kNN dataset {dataset!r} has only {num_train} train rows evaluated, fewer than "
-                         f"k; use {flag} <= {num_train} (or more train rows)")
 
 
 @torch.no_grad()
@@ -221,7 +212,7 @@ class KNNMonitor:
     def __init__(self, train_set: Dataset, test_set: Dataset, k: int = 20, T: float = 0.07, batch_size: int = 256,
                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False, name: str = "digits"):
         self.train_set, self.test_set = train_set, test_set
-        self.k, self.T = int(k), float(T)
+        self.k, self.T = min(int(k), len(train_set)), float(T)   # knn_predict's clamp, so results record the k used
         self.batch_size = int(batch_size)
         self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last

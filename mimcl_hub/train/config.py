@@ -350,10 +350,6 @@ class TrainConfig:
                                            f"{self.per_device_train_batch_size} images (--per_device_train_batch_size): "
                                            "each pair is an item of the batch and its twin; use at most "
                                            f"{self.per_device_train_batch_size}"))
-        if (self.eval_dataset != "none" and isinstance(self.knn_k, int) and isinstance(self.knn_max_train, int)
-                and self.knn_k > self.knn_max_train):
-            out.append(("knn_k", f"{self.knn_k} neighbours from a kNN train subset of {self.knn_max_train} rows "
-                                 f"(--knn_max_train); use at most {self.knn_max_train}"))
         if self.push_to_hub and not self.hub_model_id:
             out.append(("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)"))
         if _output_dir("output_dir", self.output_dir) is None:

@@ -471,13 +471,12 @@ def _build_model(config: TrainConfig, accelerator) -> tuple[nn.Module, nn.Module
 
 def _load_monitor(config: TrainConfig, data_cfg: dict):
     """The kNN monitor (loaded before the training data: a bad --eval_dataset fails fast)."""
-    from ..eval.knn import KNNMonitor, check_knn_k, load_knn_datasets
+    from ..eval.knn import KNNMonitor, load_knn_datasets
 
     knn_train, knn_test = load_knn_datasets(
         config.eval_dataset, img_size=config.img_size, mean=data_cfg["mean"], std=data_cfg["std"],
         max_train=config.knn_max_train, max_test=config.knn_max_test, seed=config.seed,
         image_column=config.eval_image_column, label_column=config.eval_label_column)
-    check_knn_k(config.knn_k, len(knn_train), config.eval_dataset)
     return KNNMonitor(knn_train, knn_test, k=config.knn_k, T=config.knn_temperature,
                       autocast_dtype=torch.bfloat16 if config.mixed_precision == "bf16" else None,
                       channels_last=config.channels_last, name=config.eval_dataset)
