@@ -280,6 +280,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
+    except KeyboardInterrupt:           # Ctrl-C: one line, the shell's status for SIGINT (outputs are atomic)
+        print(f"mimcl {command}: interrupted (Ctrl-C); no output was left half-written", file=sys.stderr)
+        return 130
     except Exception as error:      # the CLI boundary: a known failure is one line, never a traceback
         from .errors import exit_code, failure_message
 

@@ -432,3 +432,48 @@ def test_push_hashes_files_in_chunks(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20, peak
+
+
+# =============================================================================================================
+# Ctrl-C: one line and status 130, nothing half-written (mine), the checkpoints so far kept (train)
+# =============================================================================================================
+
+
+def _interrupt_when(args: list[str], marker: str, cwd: Path) -> tuple[int, str]:
+    """Run ``python -m mimcl_hub.cli ARGS``, send SIGINT (Ctrl-C) once ``marker`` appears on its stderr."""
+    import signal
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mimcl_hub.cli", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=300)
+    return proc.returncode, "".join(seen) + rest
+
+
+def test_ctrl_c_during_mining_is_one_line_and_leaves_no_output(tmp_path):
+    out = tmp_path / "mined"
+    code, err = _interrupt_when(["mine", "scenes:40", "--seed", "21", "--output", str(out)], "mining 40 clips",
+                                tmp_path)
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert "mimcl mine: interrupted (Ctrl-C)" in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_ctrl_c_during_training_keeps_the_checkpoints_and_says_how_to_resume(tmp_path, mined_two_scenes):
+    out = tmp_path / "run"
+    code, err = _interrupt_when(["train", "--output_dir", str(out), "--video_dataset", mined_two_scenes,
+                                 "--model_name", "test_vit", "--img_size", "16", "--per_device_train_batch_size", "4",
+                                 "--max_steps", "1000", "--save_steps", "1", "--eval_dataset", "none", "--report_to",
+                                 "none", "--disable_tqdm", "--mixed_precision", "no"],
+                                "checkpoint-1", tmp_path)
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert "interrupted (Ctrl-C)" in err and "--resume_from_checkpoint latest" in err
+    assert any(p.name.startswith("checkpoint-") for p in (out / "checkpoints").iterdir())

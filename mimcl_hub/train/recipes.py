@@ -204,6 +204,10 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
     except TrainingInterrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:       # Ctrl-C: no checkpoint is saved (SIGTERM saves one); one line, status 130
+        print(f"{prog}: interrupted (Ctrl-C); the run keeps its checkpoints so far (continue with "
+              "--resume_from_checkpoint latest; send SIGTERM instead to save one first)", file=sys.stderr)
+        return 130
     except Exception as e:      # the boundary: a known failure is one line, never a traceback
         code = exit_code(e)
         if code is None:
