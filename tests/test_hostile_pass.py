@@ -125,6 +125,16 @@ def test_twin_batch_larger_than_the_batch_is_refused(tmp_path):
     TrainConfig(output_dir=str(tmp_path / "r"), per_device_train_batch_size=8, twin_batch_size=8)
 
 
+def test_a_recipe_with_a_smaller_batch_takes_its_twin_batch_along(tmp_path):
+    """Recipes leave twin_batch_size unset (= the batch), so lowering the batch is never refused for it."""
+    from mimcl_hub.train import RECIPES, parse_config
+
+    for name, recipe in RECIPES.items():
+        config = parse_config(["--per_device_train_batch_size", "8", "--output_dir", str(tmp_path / name)],
+                              defaults=recipe.defaults())
+        assert config.twin_batch_size is None and config.per_device_train_batch_size == 8, name
+
+
 @pytest.fixture(scope="module")
 def mined_two_scenes(tmp_path_factory) -> str:
     from mimcl_hub.data import make_scenes, mine_dataset

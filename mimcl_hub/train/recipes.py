@@ -29,7 +29,7 @@ CPU_RECIPE_DEFAULTS: dict[str, Any] = dict(
     mi_weight=1.0,
     twin_mode="mi",
     per_device_train_batch_size=32,
-    twin_batch_size=32,
+    twin_batch_size=None,          # = the batch (32 + 32 twin pairs), and follows --per_device_train_batch_size
     max_steps=64,
     warmup_ratio=0.1,
     mixed_precision="bf16",
