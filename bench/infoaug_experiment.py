@@ -116,7 +116,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     ),
     "paper": dict(
         objectives=list(SOLO_LEARN_CIFAR), seeds=[0, 1, 2], threads=None,
-        train=dict(model_name="resnet18_cifar", img_size=32, per_device_train_batch_size=256, twin_batch_size=256,
+        train=dict(model_name="resnet18_cifar", img_size=32, per_device_train_batch_size=256, twin_batch_size=None,
                    max_steps=-1, warmup_ratio=0.01, mixed_precision="bf16", save_steps=5000,
                    eval_dataset="uoft-cs/cifar10", knn_every=5000, knn_max_train=50000, knn_max_test=10000),
         eval=dict(datasets=["uoft-cs/cifar10", "uoft-cs/cifar100", "tanganke/stl10"], max_train=None, max_test=None,

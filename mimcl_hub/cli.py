@@ -46,6 +46,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     """``mimcl mine SOURCE --output DIR``: mine twin patches into a saved dataset; print the mining report."""
     from ._safety import check_number, check_output_apart
     from .data import load_clip_source, mine_dataset, save_mined_dataset
+    from .data.store import check_output_free
     from .mi.twins import TwinOptions
 
     options = dict(grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
@@ -58,6 +59,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
     check_number("--window", args.window, 2, None, integer=True)
     check_number("--limit", args.limit, 1, None, integer=True, allow_none=True)
     check_output_apart(args.output, {"SOURCE": args.source}, what="--output")
+    check_output_free(args.output, args.overwrite)          # before mining, not after
     if args.visualize:
         check_output_apart(args.visualize, {"SOURCE": args.source}, what="--visualize")
     ds = load_clip_source(args.source, window=args.window, video_column=args.video_column, split=args.split,
@@ -84,6 +86,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     """``mimcl train [--recipe NAME|PATH.py] [flags]``: a recipe's defaults (``mimcl_hub.train.RECIPES``, or a
     user's recipe file with a ``DEFAULTS`` dict) + flags (``TrainConfig``, parsed by ``HfArgumentParser``)."""
     from .train import RECIPES, recipe_main
+    from .train.recipes import load_recipe_file
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--recipe", default=None)
@@ -95,12 +98,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         recipe = RECIPES[known.recipe]
         return recipe_main(recipe.defaults(), rest, prog=prog, description=recipe.description())
     if known.recipe.endswith(".py") and os.path.isfile(known.recipe):
-        import runpy
-
-        defaults = runpy.run_path(known.recipe).get("DEFAULTS")
-        if isinstance(defaults, dict):
-            return recipe_main(defaults, rest, prog=prog)
-        raise ValueError(f"--recipe {known.recipe}: the file defines no DEFAULTS dict")
+        return recipe_main(load_recipe_file(known.recipe), rest, prog=prog)
     raise ValueError(f"--recipe {known.recipe!r} is neither a recipe name ({', '.join(sorted(RECIPES))}) nor an "
                      "existing recipe file (PATH.py with a DEFAULTS dict)")
 
@@ -282,13 +280,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
+    except KeyboardInterrupt:           # Ctrl-C: one line, the shell's status for SIGINT (outputs are atomic)
+        print(f"mimcl {command}: interrupted (Ctrl-C); no output was left half-written", file=sys.stderr)
+        return 130
     except Exception as error:      # the CLI boundary: a known failure is one line, never a traceback
-        from .errors import exit_code
+        from .errors import exit_code, failure_message
 
         code = exit_code(error)
         if code is None:
             raise
-        print(f"mimcl {command}: error: {error}" if code == 2 else f"mimcl {command}: {type(error).__name__}: {error}",
+        message = failure_message(error)
+        print(f"mimcl {command}: error: {message}" if code == 2 else f"mimcl {command}: {type(error).__name__}: {message}",
               file=sys.stderr)
         return code
 

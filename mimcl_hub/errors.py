@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["ClipError", "CLIP_ERROR_REASONS", "MAX_FRAME_PIXELS", "RunStopped", "exit_code"]
+__all__ = ["ClipError", "CLIP_ERROR_REASONS", "MAX_FRAME_PIXELS", "RunStopped", "exit_code", "failure_message"]
 
 #: Largest frame (H x W pixels) a clip may have before it is downscaled: 8192 x 8192 (far above 8K UHD,
 #: 7680 x 4320). Bigger frames are refused with reason ``frames_too_large``
@@ -55,12 +55,43 @@ class RunStopped(Exception):
     line answers exit status 1 with one line."""
 
 
-def exit_code(error: BaseException) -> Optional[int]:
-    """The exit status of the ``mimcl`` command and the recipes for ``error``: 1 for a :class:`RunStopped`, 2 for
-    bad input (``ValueError``, ``OSError``, ``ImportError`` of a missing optional package), None for anything else
-    (a bug, whose traceback is shown)."""
+def _known(error: BaseException) -> Optional[int]:
     if isinstance(error, RunStopped):
         return 1
     if isinstance(error, (ValueError, OSError, ImportError)):
         return 2
     return None
+
+
+def _known_cause(error: BaseException) -> Optional[BaseException]:
+    """``error`` when :func:`_known` knows it; else, for another library's wrapper, the first known error in its
+    explicit ``raise ... from`` chain (``datasets``' ``DatasetGenerationError`` from a full disk's ``OSError``).
+    Never through mimcl_hub's own errors or a builtin one (``raise RuntimeError(...) from e``): a bug keeps its
+    traceback."""
+    seen = 0
+    while error is not None and seen < 8:
+        if _known(error) is not None:
+            return error
+        if type(error).__module__.split(".")[0] in ("mimcl_hub", "builtins"):
+            return None
+        error, seen = error.__cause__, seen + 1
+    return None
+
+
+def exit_code(error: BaseException) -> Optional[int]:
+    """The exit status of the ``mimcl`` command and the recipes for ``error``: 1 for a :class:`RunStopped`, 2 for
+    bad input (``ValueError``, ``OSError``, ``ImportError`` of a missing optional package) — also when another
+    library wrapped one of those (``raise Wrapper(...) from OSError(...)``) —, None for anything else (a bug, whose
+    traceback is shown)."""
+    known = _known_cause(error)
+    return None if known is None else _known(known)
+
+
+def failure_message(error: BaseException) -> str:
+    """The one line the command line prints for a known ``error`` (see :func:`exit_code`): its message, followed by
+    the wrapped cause's when a library wrapped it (its own message alone says nothing: "An error occurred while
+    generating the dataset")."""
+    known = _known_cause(error)
+    if known is None or known is error:
+        return str(error)
+    return f"{error} ({type(known).__name__}: {known})"

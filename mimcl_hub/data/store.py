@@ -10,7 +10,20 @@ import datasets
 from .._atomic import atomic_folder
 from ..errors import ClipError
 
-__all__ = ["save_dataset_atomically", "save_mined_dataset"]
+__all__ = ["check_output_free", "save_dataset_atomically", "save_mined_dataset"]
+
+
+def check_output_free(output: Union[str, os.PathLike], overwrite: bool = False) -> str:
+    """The absolute ``output`` path when a dataset folder may be written there: ``FileExistsError`` when it exists
+    and ``overwrite`` is False (the message names ``--overwrite``), or when it is a file (``--overwrite`` replaces
+    dataset folders, never a file). ``mimcl mine`` calls it before reading any clip."""
+    output = os.path.abspath(os.fspath(output))
+    if os.path.lexists(output) and not os.path.isdir(output):
+        raise FileExistsError(f"{output} exists and is not a folder (--overwrite replaces a dataset folder, never a "
+                              "file); choose another output")
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"{output} already exists (pass --overwrite to replace it)")
+    return output
 
 
 def save_dataset_atomically(dataset: Union[datasets.Dataset, datasets.DatasetDict], output: Union[str, os.PathLike],
@@ -20,15 +33,18 @@ def save_dataset_atomically(dataset: Union[datasets.Dataset, datasets.DatasetDic
     ``README.md`` inside the same temporary folder, so the dataset and its card appear together.
     Returns the absolute path. ``FileExistsError`` when ``output`` exists and ``overwrite`` is False (the message
     names the ``--overwrite`` flag)."""
-    output = os.path.abspath(os.fspath(output))
-    if os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output} already exists (pass --overwrite to replace it)")
-    with atomic_folder(output, overwrite=overwrite) as tmp:
-        dataset.save_to_disk(str(tmp))
-        if card is not None:
-            from .dataset_card import CARD_NAME
+    output = check_output_free(output, overwrite)
+    try:
+        with atomic_folder(output, overwrite=overwrite) as tmp:
+            dataset.save_to_disk(str(tmp))
+            if card is not None:
+                from .dataset_card import CARD_NAME
 
-            card.save(tmp / CARD_NAME)
+                card.save(tmp / CARD_NAME)
+    except OSError as e:        # a full or read-only disk: name the output (nothing was left there)
+        if not e.errno:
+            raise
+        raise type(e)(e.errno, f"{e.strerror}: cannot write the dataset to {output} (nothing was written)") from e
     return output
 
 

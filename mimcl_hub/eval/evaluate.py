@@ -219,7 +219,9 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
             raise ValueError(f"{model_dir_or_repo}: the encoder produced NaN / inf features on {name!r}")
         num_classes = int(getattr(train_set, "num_classes", 0)) or None
         knn = knn_accuracy(tr_f, tr_y, te_f, te_y, k=knn_k, T=knn_t, num_classes=num_classes)
-        res: dict[str, Any] = {"knn_top1": knn["top1"], "knn_top5": knn.get("top5"), "knn_k": knn_k, "knn_t": knn_t,
+        # the k used: knn_predict clamps k to the train rows, so the results (and the card) never claim more
+        res: dict[str, Any] = {"knn_top1": knn["top1"], "knn_top5": knn.get("top5"),
+                               "knn_k": min(knn_k, len(train_set)), "knn_t": knn_t,
                                "split": "test", "num_train": len(train_set), "num_test": len(test_set),
                                "num_classes": num_classes, "img_size": img_size}
         if linear:

@@ -108,7 +108,8 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
 
 def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
                  test_labels: torch.Tensor, k: int = 20, T: float = 0.07, num_classes: int | None = None) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (fractions in [0, 1]) of :func:`knn_predict`; top-5 only when C > 5."""
+    """Top-1 / top-5 accuracy (fractions in [0, 1]) of :func:`knn_predict`; top-5 only when the train rows hold
+    more than 5 classes."""
     test_labels = torch.as_tensor(test_labels).long().reshape(-1).cpu()
     if test_labels.numel() != test_feats.shape[0]:
         raise ValueError(f"test_labels has {test_labels.numel()} entries for {test_feats.shape[0]} test features")
@@ -122,7 +123,9 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     scores = knn_predict(train_feats, train_labels, test_feats, k=k, T=T, num_classes=num_classes)
     order = scores.argsort(dim=1, descending=True)
     result = {"top1": float((order[:, 0] == test_labels).float().mean())}
-    if num_classes > 5:
+    # only classes with train rows get votes: with 5 or fewer of them top-5 is 1.0 whatever the features
+    # (a ClassLabel naming 1000 classes of which 2 are used would otherwise report it)
+    if torch.unique(torch.as_tensor(train_labels)).numel() > 5:
         result["top5"] = float((order[:, :5] == test_labels[:, None]).any(1).float().mean())
     return result
 
@@ -209,7 +212,7 @@ class KNNMonitor:
     def __init__(self, train_set: Dataset, test_set: Dataset, k: int = 20, T: float = 0.07, batch_size: int = 256,
                  autocast_dtype: torch.dtype | None = None, channels_last: bool = False, name: str = "digits"):
         self.train_set, self.test_set = train_set, test_set
-        self.k, self.T = int(k), float(T)
+        self.k, self.T = min(int(k), len(train_set)), float(T)   # knn_predict's clamp, so results record the k used
         self.batch_size = int(batch_size)
         self.autocast_dtype = autocast_dtype
         self.channels_last = channels_last

@@ -61,8 +61,16 @@ def resolve_folder(path_or_repo_id: str | os.PathLike, revision: str | None = No
     from huggingface_hub import snapshot_download
 
     patterns = list(_HUB_FILES) + (list(PICKLE_NAMES) + ["*.pth"] if allow_pickle else [])
-    return Path(snapshot_download(repo_id=name, revision=revision, token=token, allow_patterns=patterns,
-                                  cache_dir=cache_dir))
+    try:
+        return Path(snapshot_download(repo_id=name, revision=revision, token=token, allow_patterns=patterns,
+                                      cache_dir=cache_dir))
+    except (OSError, ValueError) as e:     # offline, no such repo / revision, no access: name what was asked for
+        from huggingface_hub.constants import ENDPOINT, HF_HUB_OFFLINE
+
+        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if HF_HUB_OFFLINE else ENDPOINT
+        raise FileNotFoundError(f"encoder {name!r}{f' revision {revision!r}' if revision else ''}: not a local "
+                                f"folder, and it could not be fetched from {where} "
+                                f"({type(e).__name__}: {' '.join(str(e).split())})") from e
 
 
 class MIMCLEncoder(nn.Module):

@@ -42,7 +42,7 @@ from .._markdown import md_cell, md_code
 from .card import META_FIELDS, METRICS, RunCard, load_model_card, metric_key
 
 __all__ = [
-    "CARD_FIELDS", "FORMATS", "Leaderboard", "LeaderboardError", "ROW_FIELDS", "SPACE_DIR", "build_leaderboard",
+    "CARD_FIELDS", "FORMATS", "Leaderboard", "LeaderboardError", "MAX_RESULTS_PER_MODEL", "ROW_FIELDS", "SPACE_DIR", "build_leaderboard",
     "folder_model_name", "metric_key", "output_format", "page_template", "rank_rows", "render",
 "resolve_sources", "row_from_card", "row_from_run",
     "space_readme", "to_html", "to_json", "to_markdown", "write_leaderboard",
@@ -60,6 +60,10 @@ assert set(CARD_FIELDS) <= set(META_FIELDS)
 ROW_FIELDS = ("rank", "model", *CARD_FIELDS)
 
 FORMATS = ("md", "json", "html")
+#: Most results (dataset x metric columns) one model's row may add. A card from anyone's repo can list any number of
+#: datasets; past this it would widen the table of every model (10 000 results: 10 011 columns) and is not ranked.
+#: A paper-scale evaluation is 3 datasets x 3 metrics; VTAB's 19 datasets x 3 is 57.
+MAX_RESULTS_PER_MODEL = 256
 _QUERY_KEYS = ("author", "tag", "search")
 _METRIC_ORDER = tuple(METRICS)
 _DATA_MARK = "/*LEADERBOARD_DATA*/"
@@ -97,6 +101,9 @@ def row_from_run(model: str, run: RunCard) -> dict[str, Any]:
     """
     if not run.results:
         raise ValueError("the model card has no model-index results (run `mimcl eval` on the encoder first)")
+    if len(run.results) > MAX_RESULTS_PER_MODEL:
+        raise ValueError(f"the model card lists {len(run.results):,} results, more than the "
+                         f"{MAX_RESULTS_PER_MODEL} one leaderboard row may add (each a column of every row)")
     row: dict[str, Any] = {"rank": None, "model": model, **{name: getattr(run, name) for name in CARD_FIELDS}}
     for entry in run.results:
         row[entry.column] = entry.value
@@ -193,15 +200,15 @@ def resolve_sources(sources: Sequence[str], token=None, endpoint: Optional[str] 
     out: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
 
-    def add(kind: str, ident: str) -> None:
-        if (kind, ident) not in seen:
-            seen.add((kind, ident))
+    def add(kind: str, ident: str, key: Optional[str] = None) -> None:
+        if (kind, key or ident) not in seen:
+            seen.add((kind, key or ident))
             out.append((kind, ident))
 
     for raw in sources:
         source = os.fspath(raw)
-        if os.path.isdir(source):
-            add("folder", str(Path(source)))
+        if os.path.isdir(source):       # one folder once, however it is spelled (enc, enc/, ./x/../enc, a link)
+            add("folder", str(Path(source)), key=os.path.realpath(source))
             continue
         query = _parse_query(source)
         if query is not None:
@@ -302,17 +309,20 @@ def build_leaderboard(sources: Sequence[str], sort: Optional[str] = None, descen
     endpoint = _endpoint(endpoint)
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    sources_of: list[str] = []              # the source of each row, for telling rows of the same name apart
     for kind, ident in resolve_sources(sources, token=token, endpoint=endpoint):
         try:
             row = _local_row(Path(ident)) if kind == "folder" else _hub_row(ident, token, endpoint)
             json.dumps(row, allow_nan=False)      # every writer can write it (JSON / HTML refuse NaN)
             rows.append(row)
+            sources_of.append(ident)
         except LeaderboardError:
             raise
         except Exception as e:  # one bad model never stops the ranking of the others
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             errors.append({"model": folder_model_name(Path(ident)) if kind == "folder" else ident, "source": ident,
                            "error": reason})
+    _disambiguate(rows, sources_of)
     columns = _columns(rows)
     column = _sort_column(sort, columns)
     if descending is None:
@@ -322,6 +332,15 @@ def build_leaderboard(sources: Sequence[str], sort: Optional[str] = None, descen
             row.setdefault(c, None)
     ordered = [{k: row[k] for k in (*ROW_FIELDS, *columns)} for row in rank_rows(rows, column, descending)]
     return Leaderboard(rows=ordered, columns=columns, errors=errors, sort=column, descending=descending)
+
+
+def _disambiguate(rows: list[dict[str, Any]], sources: list[str]) -> None:
+    """Rows of different folders with the same name (``a/enc`` and ``b/enc`` are both "enc") are named by their
+    folder path as given instead, so no two rows read the same."""
+    names = [row["model"] for row in rows]
+    for row, source in zip(rows, sources):
+        if names.count(row["model"]) > 1 and source != row["model"]:
+            row["model"] = source
 
 
 # --------------------------------------------------------------------------------------------- writers
@@ -422,8 +441,15 @@ def output_format(path: str | os.PathLike, fmt: Optional[str] = None) -> str:
     if os.path.isdir(path):
         raise LeaderboardError(f"--output {path} is an existing folder: give a file name, e.g. "
                                f"{os.path.join(path, 'leaderboard.' + (fmt or 'md'))}")
-    fmt = fmt or {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
-                  ".htm": "html"}.get(Path(path).suffix.lower())
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise LeaderboardError(f"--output {path}: {parent} is not a folder")
+    by_suffix = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html",
+                 ".htm": "html"}.get(Path(path).suffix.lower())
+    if fmt and by_suffix and fmt != by_suffix:
+        raise LeaderboardError(f"--format {fmt} contradicts --output {path} (a .{Path(path).suffix.lower()[1:]} file "
+                               f"holds {by_suffix}): change one of them")
+    fmt = fmt or by_suffix
     if fmt not in FORMATS:
         raise LeaderboardError(f"cannot tell the format of {path}: pass --format ({', '.join(FORMATS)})")
     return fmt
@@ -435,5 +461,6 @@ def write_leaderboard(board: Leaderboard, path: str | os.PathLike, fmt: Optional
 
     path = Path(path)
     text = render(board, output_format(path, fmt), **html_args)
+    path.parent.mkdir(parents=True, exist_ok=True)          # like every other output of mimcl
     atomic_write_text(path, text)
     return path

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 __all__ = ["CONFIG_NAME", "MAX_CONFIG_BYTES", "MAX_HEADER_BYTES", "PICKLE_NAMES", "WEIGHTS_NAME",
-           "load_encoder_folder"]
+           "check_encoder_folder", "load_encoder_folder"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -419,6 +419,32 @@ def _check_weights_fit(config_path: Path, weights_path: Path, model_name: str, m
                      f"{dict(model_args)}): the architecture has {n_model:,} parameters and buffers "
                      f"({_nbytes(expected) / 2**30:.3g} GiB as built), the file holds {n_file:,} "
                      f"({_nbytes(found) / 2**30:.3g} GiB); {'; '.join(problems)}. Nothing was allocated for the model")
+
+
+def check_encoder_folder(folder: Path, check_values: bool = False) -> tuple[str, dict[str, Any]]:
+    """Check a saved encoder folder as :func:`load_encoder_folder` does, without building the model:
+    ``config.json`` bounded, parsed and type-checked, the architecture built on the ``meta`` device and compared
+    with the ``model.safetensors`` header (so a config asking for a model far larger than its weights is refused
+    before anything is allocated); with ``check_values``, the weights are also read one tensor at a time and NaN /
+    inf refused. Returns ``(timm model name, model_args)``; ``ValueError`` / ``FileNotFoundError`` naming the file
+    otherwise. ``mimcl train --model_name local-dir:DIR`` and ``mimcl push`` run it first."""
+    folder = Path(folder)
+    config = _read_config(folder)
+    path = _weights_path(folder, allow_pickle=False)
+    found = _read_safetensors_header(path)
+    model_name, pretrained_cfg, model_args = _model_spec(folder, config)
+    skeleton = _create(folder, model_name, pretrained_cfg, model_args, device="meta")
+    _check_weights_fit(folder / CONFIG_NAME, path, model_name, model_args, _signature(skeleton.state_dict()), found)
+    if check_values:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for name in f.keys():
+                    _check_finite(path, {name: f.get_tensor(name)})
+        except (SafetensorError, OSError) as e:      # the file changed since its header was checked
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+    return model_name, model_args
 
 
 def load_encoder_folder(folder: Path, allow_pickle: bool = False) -> tuple[nn.Module, dict[str, Any]]:

@@ -88,7 +88,25 @@ def _check_folder(folder: Union[str, os.PathLike]) -> Path:
         raise PushError(f"cannot push {path}: config.json is not valid JSON ({e})") from e
     if not isinstance(config, dict) or "architecture" not in config:
         raise PushError(f"cannot push {path}: config.json has no 'architecture' (not a timm encoder config)")
+    from .loading import check_encoder_folder
+
+    try:            # what everyone who downloads it will check: never publish an encoder that cannot load
+        check_encoder_folder(path, check_values=True)
+    except (ValueError, OSError) as e:
+        raise PushError(f"cannot push {path}: it would not load ({e})") from e
     return path
+
+
+def _is_branch_name(name: str) -> bool:
+    """``git check-ref-format --branch`` rules, checked before any request (``refs/pr/N`` is accepted: the Hub's
+    pull-request refs)."""
+    import re
+
+    if name.startswith(("/", "-", ".")) or name.endswith(("/", ".", ".lock")) or name == "@":
+        return False
+    if ".." in name or "//" in name or "@{" in name or "/." in name:
+        return False
+    return not re.search(r"[\x00-\x20\x7f~^:?*\[\\]", name)
 
 
 def _check_repo_id(repo_id: str) -> str:
@@ -135,12 +153,25 @@ class _Digest:
     sha256: str  # LFS oid
 
 
+def _file_digest(path: Path, chunk: int = 1 << 20) -> _Digest:
+    """Size, git blob id and sha256 of one file, read in 1 MiB chunks: a folder holding a file larger than the
+    memory (a stray checkpoint) is hashed, not loaded (``huggingface_hub`` streams the upload from the path too)."""
+    size = path.stat().st_size
+    sha1 = hashlib.sha1(b"blob %d\0" % size)
+    sha256 = hashlib.sha256()
+    read = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            sha1.update(block)
+            sha256.update(block)
+            read += len(block)
+    if read != size:
+        raise PushError(f"cannot push {path}: it changed size while it was read ({size} then {read} bytes)")
+    return _Digest(size, sha1.hexdigest(), sha256.hexdigest())
+
+
 def _digests(folder: Path, files: list[str]) -> dict[str, _Digest]:
-    out = {}
-    for name in files:
-        data = (folder / name).read_bytes()
-        out[name] = _Digest(len(data), git_blob_sha1(data), hashlib.sha256(data).hexdigest())
-    return out
+    return {name: _file_digest(folder / name) for name in files}
 
 
 def _matches(entry, digest: _Digest) -> bool:
@@ -312,6 +343,9 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
     repo_id = _check_repo_id(repo_id)
     if revision is not None and (not isinstance(revision, str) or not revision.strip()):
         raise PushError(f"invalid revision {revision!r} for {repo_id}: expected a branch name")
+    if revision is not None and not _is_branch_name(revision):
+        raise PushError(f"invalid revision {revision!r} for {repo_id}: not a git branch name (no '..', '//', "
+                        "leading / trailing '/' or '.', '.lock' ending, '@{', spaces or any of ~^:?*[\\)")
     policy = RetryPolicy.resolve(max_retries, backoff)
     local = _digests(path, _local_files(path))
 

@@ -64,7 +64,7 @@ def encoder_config(backbone: nn.Module) -> dict[str, Any]:
     """The ``config.json`` dict for ``backbone`` (see module docstring)."""
     from timm.models._hub import save_config_for_hf
 
-    from ..models import timm_config_for
+    from ..models import backbone_data_config, timm_config_for
 
     arch = timm_config_for(backbone)
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +82,9 @@ def encoder_config(backbone: nn.Module) -> dict[str, Any]:
         config.pop("model_args", None)
     pretrained_cfg = config.setdefault("pretrained_cfg", {})
     pretrained_cfg["num_classes"] = 0
+    # the size the encoder was built (and trained) at, as the training data used it: timm keeps the source
+    # checkpoint's size for models with a dynamic input size (test_vit built at 16 px would say 160)
+    pretrained_cfg["input_size"] = list(backbone_data_config(backbone)["input_size"])
     pretrained_cfg.pop("tag", None)     # the source tag names pretrained weights these are not
     # the order timm writes: architecture, num_classes, num_features, global_pool, model_args, pretrained_cfg
     order = ["architecture", "num_classes", "num_features", "global_pool", "model_args", "pretrained_cfg"]

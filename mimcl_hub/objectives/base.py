@@ -43,7 +43,7 @@ from torch import nn
 
 __all__ = [
     "ObjectiveOutput", "Objective", "MomentumObjective", "OBJECTIVES", "register_objective",
-    "build_objective", "unwrap_model", "cosine_schedule",
+    "build_objective", "unwrap_model", "cosine_schedule", "MAX_OBJECTIVE_ELEMENTS",
 ]
 
 
@@ -293,21 +293,58 @@ def register_objective(name: str) -> Callable[[type[Objective]], type[Objective]
     return deco
 
 
+#: Largest objective state (parameters + buffers of heads, queues, centres; the EMA copy of the backbone is not
+#: counted) :func:`build_objective` builds: 2**31 elements, 8 GiB in float32 — about 100x the largest paper setting
+#: (DINO's 65 536 prototypes). Wider heads or longer queues are refused before anything is allocated.
+MAX_OBJECTIVE_ELEMENTS = 2**31
+
+
+def _check_arguments(name: str, params: dict[str, inspect.Parameter], kwargs: dict[str, Any]) -> None:
+    """Each keyword of ``kwargs`` against its constructor annotation: ``int`` sizes >= 1, finite ``float`` values,
+    real ``bool`` flags (JSON ``"no"`` is not False). ValueError naming the objective and the argument."""
+    from .._safety import check_number
+
+    for key, value in kwargs.items():
+        kind = params[key].annotation
+        what = f"objective {name!r}: {key}"
+        if kind is bool and not isinstance(value, bool):
+            raise ValueError(f"{what} must be true or false, got {value!r}")
+        if kind is int:
+            check_number(what, value, 1, None, integer=True)
+        elif kind is float:
+            check_number(what, value)
+
+
 def build_objective(name: str, feature_dim: int, **kwargs: Any) -> Objective:
     """Build a registered objective: ``build_objective("simclr", feature_dim=512, temperature=0.2)``.
 
+    Every keyword is checked against the constructor's annotation first (int sizes >= 1, finite floats, real
+    bools), then the objective is built on the ``meta`` device and refused when its state would exceed
+    :data:`MAX_OBJECTIVE_ELEMENTS`; only then is it built for real.
+
     Raises:
-        ValueError: unknown ``name`` (the message lists the valid names) or a bad value.
+        ValueError: unknown ``name`` (the message lists the valid names), a bad value (named), or a state too large.
         TypeError: a keyword the objective does not take (the message lists the valid ones).
     """
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; valid names: {', '.join(sorted(OBJECTIVES))}")
     cls = OBJECTIVES[name]
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls.__init__, eval_str=True).parameters
     valid = [p for p in params if p not in ("self", "feature_dim")
              and params[p].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
     bad = sorted(set(kwargs) - set(valid))
     if bad:
         raise TypeError(f"objective {name!r} got unexpected keyword argument(s) {bad}; "
                         f"valid: {', '.join(valid)}")
+    _check_arguments(name, params, kwargs)
+    try:
+        with torch.device("meta"):
+            probe = cls(feature_dim, **kwargs)
+    except ValueError as e:          # the constructor's own range checks (temperature > 0, momenta, ...)
+        raise ValueError(f"objective {name!r}: {e}") from e
+    elements = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+    if elements > MAX_OBJECTIVE_ELEMENTS:
+        raise ValueError(f"objective {name!r} with {kwargs} and feature_dim={feature_dim} would hold {elements:,} "
+                         f"parameters and buffers, more than {MAX_OBJECTIVE_ELEMENTS:,} "
+                         f"({MAX_OBJECTIVE_ELEMENTS * 4 / 2**30:.0f} GiB in float32); refused before allocating it")
     return cls(feature_dim, **kwargs)

@@ -150,8 +150,15 @@ def _model_name(flag: str, name: Any) -> Optional[str]:
         return f"must be a timm model name, got {name!r}"
     if name.startswith("local-dir:"):
         folder = name[len("local-dir:"):]
-        return None if os.path.isfile(os.path.join(folder, "config.json")) else \
-            f"{folder!r} has no config.json (expected a saved timm model folder)"
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            return f"{folder!r} has no config.json (expected a saved timm model folder)"
+        from ..hub.loading import check_encoder_folder
+
+        try:                    # an untrusted folder: its config is checked before timm builds anything from it
+            check_encoder_folder(folder)
+        except (ValueError, OSError) as e:
+            return str(e)
+        return None
     if name.startswith("hf-hub:"):
         return None
     import timm
@@ -186,7 +193,8 @@ class TrainConfig:
 
     # ---- model --------------------------------------------------------------------------------------
     model_name: str = _field("vit_tiny_patch4_32", "timm backbone (any timm name, a mimcl_hub variant such as "
-                             "vit_tiny_patch4_32 / resnet18_cifar, or local-dir:FOLDER).", _model_name)
+                             "vit_tiny_patch4_32 / resnet18_cifar, or local-dir:FOLDER: a saved encoder folder's architecture, "
+                             "checked like any untrusted folder; its weights are not loaded).", _model_name)
     img_size: int = _field(32, "Square training image size.", Range(8, 4096, integer=True))
     drop_path_rate: float = _field(0.0, "Stochastic depth rate of the backbone.", Range(0, 1, high_open=True))
     channels_last: bool = _field(True, "channels_last memory format (faster convolutions on CPU and GPU).")
@@ -328,10 +336,20 @@ class TrainConfig:
             unknown = sorted(set(kwargs) - set(allowed))
             if unknown:
                 out.append((flag, f"{objective} takes no argument(s) {unknown}; valid: {', '.join(allowed)}"))
+                continue
+            problem = _objective_build_problem(objective, kwargs)
+            if problem:
+                out.append((flag, problem))
         if self.objective in OBJECTIVES and isinstance(self.per_device_train_batch_size, int):
             need = OBJECTIVES[self.objective].min_batch
             if self.per_device_train_batch_size < need:
                 out.append(("per_device_train_batch_size", f"{self.objective} needs at least {need} images per device"))
+        if (isinstance(self.twin_batch_size, int) and isinstance(self.per_device_train_batch_size, int)
+                and self.twin_batch_size > self.per_device_train_batch_size):
+            out.append(("twin_batch_size", f"{self.twin_batch_size} twin pairs per step cannot come from a batch of "
+                                           f"{self.per_device_train_batch_size} images (--per_device_train_batch_size): "
+                                           "each pair is an item of the batch and its twin; use at most "
+                                           f"{self.per_device_train_batch_size}"))
         if self.push_to_hub and not self.hub_model_id:
             out.append(("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)"))
         if _output_dir("output_dir", self.output_dir) is None:
@@ -341,6 +359,22 @@ class TrainConfig:
             except ValueError as e:
                 out.append(("output_dir", str(e)))
         return out
+
+
+def _objective_build_problem(objective: str, kwargs: dict) -> Optional[str]:
+    """What ``build_objective`` says about these arguments (types, ranges, size), checked on the ``meta`` device:
+    nothing is allocated. The smallest feature width stands in for the backbone's (not known yet); the real build
+    in ``train()`` checks again with it."""
+    import torch
+
+    from ..objectives import build_objective
+
+    try:
+        with torch.device("meta"):
+            build_objective(objective, 1, **kwargs)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None
 
 
 def _json_dict(value: Any, flag: str) -> dict:

@@ -68,7 +68,7 @@ def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dic
     if "knn_top1" in knn_metrics:
         results = eval_entries(config.eval_dataset, {
             "knn_top1": knn_metrics["knn_top1"], "knn_top5": knn_metrics.get("knn_top5"), "split": "test",
-            "knn_k": config.knn_k, "knn_t": config.knn_temperature},
+            "knn_k": run.monitor.k if run.monitor is not None else config.knn_k, "knn_t": config.knn_temperature},
             dataset_name=("scikit-learn digits (8x8, upsampled)" if config.eval_dataset == "digits" else None))
     mining = _mining_summary(config, run.dataset)
     card = RunCard(

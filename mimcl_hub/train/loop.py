@@ -493,6 +493,13 @@ def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
         raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
                           f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
                           f"{accelerator.num_processes} processes)")
+    batches = len(dataset) // (config.per_device_train_batch_size * accelerator.num_processes)
+    if batches < config.gradient_accumulation_steps:      # the epoch would end an accumulation early, every time
+        raise ConfigError(f"invalid training configuration:\n  --gradient_accumulation_steps: "
+                          f"{config.gradient_accumulation_steps} micro-batches per optimizer step, but an epoch of the "
+                          f"training set ({len(dataset)} items) has only {batches} batches of "
+                          f"{config.per_device_train_batch_size} x {accelerator.num_processes} processes; use at most "
+                          f"{batches} (or a smaller --per_device_train_batch_size)")
     return dataset
 
 

@@ -14,11 +14,13 @@ for batch 32. The paper-scale settings of the ResNet-18 recipes are solo-learn's
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["CPU_RECIPE_DEFAULTS", "RECIPES", "Recipe", "SOLO_LEARN_CIFAR", "recipe_main", "run_recipe"]
+__all__ = ["CPU_RECIPE_DEFAULTS", "RECIPES", "Recipe", "SOLO_LEARN_CIFAR", "load_recipe_file", "recipe_main",
+           "run_recipe"]
 
 #: Defaults shared by the recipes' CPU runs: a few minutes on a 2-core CPU with the offline default data
 #: (64 steps of 32 images + 32 twin pairs, bf16). Recipes add their backbone, objective, optimizer and lr.
@@ -27,7 +29,7 @@ CPU_RECIPE_DEFAULTS: dict[str, Any] = dict(
     mi_weight=1.0,
     twin_mode="mi",
     per_device_train_batch_size=32,
-    twin_batch_size=32,
+    twin_batch_size=None,          # = the batch (32 + 32 twin pairs), and follows --per_device_train_batch_size
     max_steps=64,
     warmup_ratio=0.1,
     mixed_precision="bf16",
@@ -158,6 +160,30 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 )}
 
 
+def load_recipe_file(path: str) -> dict[str, Any]:
+    """The ``DEFAULTS`` dict of a user's recipe file (``mimcl train --recipe PATH.py``), run with ``runpy`` (its
+    ``if __name__ == "__main__"`` block does not run). Whatever the file does wrong — a syntax error, an exception,
+    a missing import, ``sys.exit()``, no ``DEFAULTS`` dict — is a ValueError naming the file (and the line), so a
+    broken recipe never trains nothing and exits 0."""
+    import runpy
+    import traceback
+
+    try:
+        namespace = runpy.run_path(path)
+    except SyntaxError as e:
+        raise ValueError(f"--recipe {path}: not valid Python (line {e.lineno}: {e.msg})") from e
+    except BaseException as e:       # noqa: BLE001  SystemExit / KeyboardInterrupt from the file too
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == os.path.abspath(path)]
+        where = f" at line {frames[-1].lineno}" if frames else ""
+        raise ValueError(f"--recipe {path}: running it raised {type(e).__name__}{where}: {e}") from e
+    defaults = namespace.get("DEFAULTS")
+    if not isinstance(defaults, dict):
+        raise ValueError(f"--recipe {path}: the file defines no DEFAULTS dict")
+    return defaults
+
+
 def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = None, prog: Optional[str] = None,
                 description: Optional[str] = None) -> int:
     """Parse flags over ``defaults``, train, print the result; returns a process exit code.
@@ -167,7 +193,7 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
     one line.
     143: stopped by SIGTERM after saving a checkpoint (resume with ``--resume_from_checkpoint latest``).
     """
-    from ..errors import exit_code
+    from ..errors import exit_code, failure_message
     from .config import parse_config
     from .loop import TrainingInterrupted, train
 
@@ -178,11 +204,16 @@ def recipe_main(defaults: Mapping[str, Any], argv: Optional[Sequence[str]] = Non
     except TrainingInterrupted as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 143
+    except KeyboardInterrupt:       # Ctrl-C: no checkpoint is saved (SIGTERM saves one); one line, status 130
+        print(f"{prog}: interrupted (Ctrl-C); the run keeps its checkpoints so far (continue with "
+              "--resume_from_checkpoint latest; send SIGTERM instead to save one first)", file=sys.stderr)
+        return 130
     except Exception as e:      # the boundary: a known failure is one line, never a traceback
         code = exit_code(e)
         if code is None:
             raise
-        print(f"{prog}: error: {e}" if code == 2 else f"{prog}: {type(e).__name__}: {e}", file=sys.stderr)
+        message = failure_message(e)
+        print(f"{prog}: error: {message}" if code == 2 else f"{prog}: {type(e).__name__}: {message}", file=sys.stderr)
         return code
     if result.encoder_dir:
         knn = result.metrics.get("knn_top1")
