@@ -3,7 +3,8 @@ input, no traceback, and nothing written.
 
 The inputs are real files and folders of the wrong kind — missing, empty, corrupt, a file where a folder belongs and
 a folder where a file belongs, a folder of unrelated files — plus outputs that are, contain or lie inside an input.
-Each subcommand runs in a fresh ``python -m mimcl_hub.cli`` process (what a user types), offline.
+The matrix calls ``mimcl_hub.cli.main`` in this process (an exception escaping it fails the test, so "no traceback"
+is checked by construction); one case per subcommand also runs as a real ``python -m mimcl_hub.cli`` process.
 """
 
 from __future__ import annotations
@@ -35,9 +36,40 @@ def bad(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def _mimcl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9",
-               HF_TOKEN="hf_not_a_real_token", PYTHONUNBUFFERED="1")
+OFFLINE = dict(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9",
+               HF_TOKEN="hf_not_a_real_token")
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_fresh_accelerate_state(monkeypatch):
+    for key, value in OFFLINE.items():
+        monkeypatch.setenv(key, value)
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _mimcl(*args: str, cwd: Path, capsys, monkeypatch) -> _Result:
+    """``mimcl ARGS`` in this process, from ``cwd``."""
+    from mimcl_hub.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return _Result(code, out.out, out.err)
+
+
+def _mimcl_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m mimcl_hub.cli ARGS`` as a user types it, offline."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **OFFLINE)
     return subprocess.run([sys.executable, "-m", "mimcl_hub.cli", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -70,14 +102,15 @@ def encoder(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_subcommand_refuses_bad_input_with_one_line(bad, encoder, tmp_path, command, kind):
+def test_every_subcommand_refuses_bad_input_with_one_line(bad, encoder, tmp_path, capsys, monkeypatch, command,
+                                                          kind):
     """Issue 19: exit 2, a message naming the input, no Traceback, and no output written."""
     if command == "train_config" and kind in ("empty_folder", "unrelated_folder"):
         kind = "file_not_folder"            # --config takes a file: its folder cases are the file cases
     given = str(bad[kind])
     out = tmp_path / "out"
     argv = [a.format(**{"in": given, "out": str(out), "encoder": str(encoder)}) for a in COMMANDS[command]]
-    proc = _mimcl(*argv, cwd=tmp_path)
+    proc = _mimcl(*argv, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, f"{argv}\n{text[-3000:]}"
     assert "Traceback" not in text, text[-3000:]
@@ -92,8 +125,8 @@ OVERLAPS = [(c, w) for c in ("mine", "train", "eval_dataset", "leaderboard") for
 
 
 @pytest.mark.parametrize("command,where", OVERLAPS)
-def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused_before_any_work(tmp_path, encoder, command,
-                                                                                         where):
+def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused_before_any_work(tmp_path, encoder, capsys,
+                                                                                         monkeypatch, command, where):
     """Issue 19 item 1: ``mimcl mine DIR --output DIR --overwrite`` once deleted the videos it read. Any output
     that is, contains or lies inside an input is refused before any work, and the input is untouched."""
     source = tmp_path / "data" / "videos"
@@ -107,7 +140,20 @@ def test_an_output_that_is_contains_or_lies_inside_an_input_is_refused_before_an
              "eval_dataset": ["eval", str(encoder), "--dataset", str(source), "--output_dir", str(out)],
              "leaderboard": ["leaderboard", str(source), "--output", str(source if where == "same" else out / "board.md")]
              }[command]
-    proc = _mimcl(*given, cwd=tmp_path)
+    proc = _mimcl(*given, cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and str(source) in proc.stderr, proc.stderr[-2000:]
     assert sorted(p.name for p in source.iterdir()) == before            # nothing deleted or added
+
+
+@pytest.mark.parametrize("command", ["mine", "train", "eval", "push", "leaderboard"])
+def test_a_real_process_exits_2_with_one_line(bad, encoder, tmp_path, command):
+    """The same through ``python -m mimcl_hub.cli`` (what a user types): exit status 2, the input named, no
+    traceback, one line on stderr from mimcl."""
+    given = str(bad["corrupt_file"])
+    argv = [a.format(**{"in": given, "out": str(tmp_path / "out"), "encoder": str(encoder)}) for a in COMMANDS[command]]
+    proc = _mimcl_process(*argv, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(f"mimcl {command}")]
+    assert len(lines) == 1 and (given in lines[0] or os.path.basename(given) in lines[0]), proc.stderr[-2000:]
