@@ -6,7 +6,6 @@ best-partner MI."""
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
@@ -108,20 +107,21 @@ def _best_partner_panel(ax, result, vmax: float):
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> str:
-    """Write a matplotlib Figure to a PNG at ``path`` atomically (temp file then rename) and close it."""
+    """Write a matplotlib Figure to a PNG at ``path`` atomically (:func:`mimcl_hub._atomic.atomic_write_bytes`:
+    the usual file permissions, never a half-written picture) and close it."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
+    from .._atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
+        fig.savefig(buffer, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
