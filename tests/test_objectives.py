@@ -294,7 +294,7 @@ def test_infoaug_loss_is_view_plus_weighted_mi():
     torch.testing.assert_close(out.loss, l_view + 0.3 * l_mi)
     assert out.logs["loss_view"] == pytest.approx(l_view.item())
     assert out.logs["loss_mi"] == pytest.approx(l_mi.item())
-    assert out.logs["loss"] == pytest.approx(out.logs["loss_view"] + 0.3 * out.logs["loss_mi"], rel=1e-6)
+    assert float(out.logs["loss"]) == pytest.approx(float(out.logs["loss_view"] + 0.3 * out.logs["loss_mi"]), rel=1e-6)
     assert "view/loss" in out.logs and "mi/on_diag" in out.logs and out.logs["mi_skipped"] == 0.0
     out.loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters() if p.requires_grad)

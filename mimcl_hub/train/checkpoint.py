@@ -328,9 +328,9 @@ def save_checkpoint(accelerator, output_dir: str | os.PathLike, state: TrainingS
                 os.replace(tmp, final)
             fsync_path(root)
     except Exception as e:      # e.g. ENOSPC (OSError, safetensors' SafetensorError, torch's RuntimeError)
+        reason = _write_error_reason(e, root)       # while the partial folder still fills the disk
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
-        reason = _write_error_reason(e, root)
         raise OutputDirError(f"writing checkpoint {final.name} failed ({reason}); the partial folder was "
                              f"removed, the newest complete checkpoint is {latest_checkpoint(output_dir)} (continue "
                              "with --resume_from_checkpoint latest once the problem is fixed)") from e
