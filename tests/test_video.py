@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -121,17 +123,12 @@ def test_decode_errors(paths, tmp_path):
 
 
 def test_no_video_stream(tmp_path):
-    import av
+    import sys
 
-    audio_only = tmp_path / "audio.mp4"
-    with av.open(str(audio_only), "w") as out:
-        stream = out.add_stream("aac", rate=8000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.rate = 8000
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from video_files import write_audio_only
+
+    audio_only = write_audio_only(tmp_path / "audio.mp4")
     with pytest.raises(ClipError, match="audio.mp4.*no video stream"):
         decode_video(audio_only)
 

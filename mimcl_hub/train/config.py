@@ -396,29 +396,26 @@ def _json_dict(value: Any, flag: str) -> dict:
 # ----------------------------------------------------------------------------------------------------
 
 
-class _Parser:
-    """``HfArgumentParser`` whose fields' ``check`` metadata is kept away from argparse (which takes only
-    ``help``, ``choices``, ...)."""
+def _hf_parser(prog: Optional[str], description: Optional[str]):
+    """``HfArgumentParser`` over :class:`TrainConfig` whose fields' ``check`` metadata is kept away from argparse
+    (which takes only ``help``, ``choices``, ...)."""
+    from transformers import HfArgumentParser
 
-    @staticmethod
-    def make(prog: Optional[str], description: Optional[str]):
-        from transformers import HfArgumentParser
+    class Parser(HfArgumentParser):
+        @staticmethod
+        def _parse_dataclass_field(parser, f):
+            plain = copy.copy(f)
+            plain.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
+            HfArgumentParser._parse_dataclass_field(parser, plain)
 
-        class Parser(HfArgumentParser):
-            @staticmethod
-            def _parse_dataclass_field(parser, f):
-                plain = copy.copy(f)
-                plain.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
-                HfArgumentParser._parse_dataclass_field(parser, plain)
-
-        return Parser(TrainConfig, prog=prog, description=description,
-                      formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    return Parser(TrainConfig, prog=prog, description=description,
+                  formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
 
 
 def config_parser(defaults: Optional[Mapping[str, Any]] = None, prog: Optional[str] = None,
                   description: Optional[str] = None):
     """An ``HfArgumentParser`` over :class:`TrainConfig` with ``defaults`` applied (and a --config flag)."""
-    parser = _Parser.make(prog, description)
+    parser = _hf_parser(prog, description)
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="JSON or YAML file with flag values (command-line flags override it)")
     if defaults:
