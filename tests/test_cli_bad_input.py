@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import save_test_vit_encoder  # noqa: E402
+
 BAD_KINDS = ("missing", "empty_file", "corrupt_file", "empty_folder", "unrelated_folder", "file_not_folder")
 
 
@@ -89,15 +92,7 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory) -> Path:
-    import torch
-
-    from mimcl_hub.hub import save_encoder
-    from mimcl_hub.models import create_backbone
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("enc") / "encoder"
-    save_encoder(create_backbone("test_vit", img_size=16).eval(), folder, {"objective": "simclr", "model_id": "t/e"})
-    return folder
+    return save_test_vit_encoder(tmp_path_factory.mktemp("enc") / "encoder")
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)

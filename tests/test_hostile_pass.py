@@ -26,6 +26,9 @@ import torch
 import mimcl_hub  # noqa: F401  (registers the small-image timm variants)
 from mimcl_hub.cli import main as mimcl
 
+sys.path.insert(0, os.path.dirname(__file__))
+from helpers import mount_namespace_available, save_test_vit_encoder  # noqa: E402
+
 
 def _one_line_error(capsys, code: int, *needles: str) -> str:
     err = capsys.readouterr().err
@@ -40,13 +43,7 @@ def _one_line_error(capsys, code: int, *needles: str) -> str:
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory) -> Path:
     """A real encoder folder: test_vit built and saved at 16 px (its timm default is 160 px)."""
-    from mimcl_hub.hub import save_encoder
-    from mimcl_hub.models import create_backbone
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("hostile") / "enc"
-    save_encoder(create_backbone("test_vit", img_size=16).eval(), folder, {"objective": "simclr", "model_id": "t/e"})
-    return folder
+    return save_test_vit_encoder(tmp_path_factory.mktemp("hostile") / "enc")
 
 
 @pytest.fixture(scope="module")
@@ -256,20 +253,11 @@ def test_mine_refuses_an_existing_output_before_reading_the_source(tmp_path, cap
     assert a_file.read_text() == "not a dataset" and (out / "keep.txt").read_text() == "mine"
 
 
-def _mount_namespace_available() -> str:
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "unshare / mount not installed"
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d && rmdir $d"],
-                           capture_output=True, text=True)
-    return "" if probe.returncode == 0 else f"mount namespaces not permitted here: {probe.stderr.strip()[:200]}"
-
-
 @pytest.mark.parametrize("full", ["datasets_cache", "output"])
 def test_a_full_disk_is_one_line_naming_it(tmp_path, full):
     """The Datasets cache on a full disk (``datasets`` wraps the OSError in a DatasetGenerationError) or the output
     on a full disk: exit 2, the reason in one line, nothing left behind."""
-    why = _mount_namespace_available()
+    why = mount_namespace_available()
     if why:
         pytest.skip(why)
     disk = tmp_path / "disk"

@@ -40,6 +40,7 @@ from mimcl_hub.data import mine_dataset, mine_twin_patches, mining_report, with_
 from mimcl_hub.errors import CLIP_ERROR_REASONS, MAX_FRAME_PIXELS
 
 sys.path.insert(0, os.path.dirname(__file__))
+from helpers import mount_namespace_available, save_test_vit_encoder  # noqa: E402
 from hub_server import HubServer, client_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,14 +311,7 @@ def test_recipe_name_cannot_leave_the_recipes_folder(name, capsys):
 
 @pytest.fixture(scope="module")
 def encoder_folder(tmp_path_factory):
-    from mimcl_hub.hub import save_encoder
-    from mimcl_hub.models import create_backbone
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("encoder") / "enc"
-    save_encoder(create_backbone("test_vit", img_size=16).eval(), folder, {"objective": "simclr",
-                                                                          "model_id": "tester/enc"})
-    return folder
+    return save_test_vit_encoder(tmp_path_factory.mktemp("encoder") / "enc", model_id="tester/enc")
 
 
 @pytest.mark.parametrize("link", ["file_to_etc", "dir_to_etc", "file_to_sibling"])
@@ -844,19 +838,9 @@ _DISK_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _mount_namespace_available() -> str:
-    """'' when ``unshare -m`` + tmpfs mounts work here, else why not."""
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "unshare / mount not installed"
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                            "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d && rmdir $d"],
-                           capture_output=True, text=True)
-    return "" if probe.returncode == 0 else f"mount namespaces not permitted here: {probe.stderr.strip()[:200]}"
-
-
 @pytest.fixture(scope="module")
 def disk_faults(tmp_path_factory, mined_scene):
-    why = _mount_namespace_available()
+    why = mount_namespace_available()
     if why:
         pytest.skip(why)
     root = tmp_path_factory.mktemp("disks")

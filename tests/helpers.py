@@ -1,0 +1,29 @@
+"""Small helpers several test modules share (real files and real capabilities, never stand-ins)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def save_test_vit_encoder(folder: Path, model_id: str = "t/e") -> Path:
+    """A real encoder folder: timm's ``test_vit`` (seed 0) built and saved at 16 px (its timm default is 160 px)."""
+    import torch
+
+    from mimcl_hub.hub import save_encoder
+    from mimcl_hub.models import create_backbone
+
+    torch.manual_seed(0)
+    save_encoder(create_backbone("test_vit", img_size=16).eval(), folder, {"objective": "simclr", "model_id": model_id})
+    return folder
+
+
+def mount_namespace_available() -> str:
+    """'' when ``unshare -m`` + tmpfs mounts work here, else why not."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare / mount not installed"
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d && umount $d && rmdir $d"],
+                           capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"mount namespaces not permitted here: {probe.stderr.strip()[:200]}"
