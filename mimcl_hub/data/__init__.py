@@ -4,7 +4,8 @@ datasets (image view branch, twin-pair branch) and their collation.
 
 Modules (imports point down: nothing here imports ``mimcl_hub.train``, ``cli``, ``hub`` or ``eval``):
 ``images`` (pixels -> uint8 RGB), ``video`` (decoding, shot cuts), ``sources`` (clip datasets from files /
-HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin mining map), ``clipbank``
+HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin mining map), ``crops``
+(patch crops materialised while mining, so training reads twin pairs without videos), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
 set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).

@@ -37,6 +37,7 @@ import numpy as np
 from .._safety import check_number
 from ..errors import ClipError
 from ..mi.twins import STATUS_NAMES, TwinOptions, find_twins
+from .crops import CROP_FEATURES, check_crop_options, empty_crops, patch_crops
 from .decoding import close_reader, intra_op_threads, load_frames, usable_cores
 
 logger = logging.getLogger(__name__)
@@ -63,13 +64,15 @@ TWIN_FEATURES = datasets.Features(
 )
 
 
-def mined_features(features: datasets.Features) -> datasets.Features:
-    """The input features plus ``TWIN_FEATURES`` (for ``Dataset.map(features=...)``)."""
-    clash = set(features) & set(TWIN_FEATURES)
+def mined_features(features: datasets.Features, crops: bool = False) -> datasets.Features:
+    """The input features plus ``TWIN_FEATURES`` (and ``CROP_FEATURES`` with ``crops``; for
+    ``Dataset.map(features=...)``)."""
+    added = {**TWIN_FEATURES, **(CROP_FEATURES if crops else {})}
+    clash = set(features) & set(added)
     if clash:
         raise ValueError(f"dataset already has twin columns {sorted(clash)}; remove them before mining again")
     out = datasets.Features(dict(features))
-    out.update(TWIN_FEATURES)
+    out.update(added)
     return out
 
 
@@ -191,6 +194,9 @@ def mine_twin_patches(
     strict: bool = False,
     depth_fn=None,
     num_threads: Optional[int] = None,
+    crop_size: Optional[int] = None,
+    crop_frames: int = 3,
+    crop_context: float = 2.0,
     **twin_options,
 ) -> dict[str, list]:
     """Batched ``Dataset.map`` function adding twin-patch columns (``TWIN_FEATURES``) to a clip dataset.
@@ -208,6 +214,10 @@ def mine_twin_patches(
             (``mine_dataset`` does), or N processes each run one thread per core and oversubscribe
             the machine. In a forked map worker the lowered counts stay lowered (see
             ``intra_op_threads``).
+        crop_size, crop_frames, crop_context: with ``crop_size`` set, also the materialised patch crops
+            (``CROP_FEATURES``, see :mod:`mimcl_hub.data.crops`: every valid patch at ``crop_frames`` frames, a
+            window of ``crop_context`` x its side resized to ``crop_size`` px), cut from the frames just mined, so
+            training reads twin pairs without decoding videos (``mined_features(..., crops=True)``).
         **twin_options: ``TwinOptions`` fields (grid, k, mi_threshold, ...).
 
     Consecutive lazy windows of one video are decoded in one pass (the decoder stays open between
@@ -219,9 +229,11 @@ def mine_twin_patches(
     """
     options = options_json(TwinOptions.from_kwargs(**twin_options), max_side)
     check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
+    check_crop_options(crop_size, crop_frames, crop_context)
+    crops = dict(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context) if crop_size else None
     with intra_op_threads(num_threads):
         return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
-                           options)
+                           options, crops)
 
 
 def _check_unchanged(row: Mapping[str, Any]) -> None:
@@ -240,9 +252,9 @@ def _check_unchanged(row: Mapping[str, Any]) -> None:
 
 
 def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
-                options) -> dict[str, list]:
+                options, crops=None) -> dict[str, list]:
     n = len(next(iter(batch.values()))) if batch else 0
-    out: dict[str, list] = {name: [] for name in TWIN_FEATURES}
+    out: dict[str, list] = {name: [] for name in {**TWIN_FEATURES, **(CROP_FEATURES if crops else {})}}
     for i in range(n):
         row = _row(batch, i)
         index = indices[i] if indices is not None else i
@@ -252,7 +264,10 @@ def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_t
                 raise ClipError(row["scan_error"], reason=row.get("scan_reason") or "bad_clip")
             _check_unchanged(row)
             frames = load_frames(row, max_side, strict_format, num_threads)
-            values = row_result(find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options), max_side)
+            result = find_twins(frames, depth_fn=depth_fn, clip_id=name, **twin_options)
+            values = row_result(result, max_side)
+            if crops:
+                values.update(patch_crops(frames, result.boxes, result.tracks, result.valid, **crops))
         except Exception as error:  # a bad row is reported, never the end of the whole map
             reason = error_reason(error)
             if strict:
@@ -263,6 +278,8 @@ def _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_t
             message = f"{type(error).__name__}: {error}"
             logger.warning("twin mining skipped row %s (%s): %s", index, reason, message)
             values = _empty_row(message, reason, options)
+            if crops:
+                values.update(empty_crops())
         for key, value in values.items():
             out[key].append(value)
     return out
@@ -277,9 +294,15 @@ def mine_dataset(
     strict_format: bool = False,
     desc: str = "mining twin patches",
     num_threads: Optional[int] = None,
+    crop_size: Optional[int] = None,
+    crop_frames: int = 3,
+    crop_context: float = 2.0,
     **twin_options,
 ) -> datasets.Dataset:
     """Run ``mine_twin_patches`` over a clip dataset with ``Dataset.map`` (cached by fingerprint).
+
+    ``crop_size`` (None: no crops): also write the materialised patch crops (``CROP_FEATURES``, see
+    ``mine_twin_patches``); ``crop_frames`` / ``crop_context`` as there.
 
     ``num_threads``: numba / torch / OpenCV / video-decoder threads per process (see
     ``mine_twin_patches``). Default: with ``num_proc`` > 1, ``cores // num_proc`` (at least 1), so the
@@ -299,9 +322,12 @@ def mine_dataset(
     check_number("max_side", max_side, 2, None, integer=True, allow_none=True)
     check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
     TwinOptions.from_kwargs(**twin_options)
+    check_crop_options(crop_size, crop_frames, crop_context)
     _check_clip_columns(dataset)
     dataset = with_lossless_frames(dataset)
     fn_kwargs = dict(max_side=max_side, strict=strict, strict_format=strict_format, **twin_options)
+    if crop_size:       # only then: the fingerprint (cache) of a mine without crops stays as it was
+        fn_kwargs.update(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context)
     workers = min(num_proc or 1, len(dataset))
     if num_threads is None and workers > 1:
         num_threads = max(1, usable_cores() // workers)
@@ -316,7 +342,7 @@ def mine_dataset(
                 batch_size=batch_size,
                 with_indices=True,
                 num_proc=num_proc,
-                features=mined_features(dataset.features),
+                features=mined_features(dataset.features, crops=bool(crop_size)),
                 fn_kwargs=fn_kwargs,
                 desc=desc,
             )
