@@ -6,6 +6,12 @@ Not a test: run it by hand.
     python bench/mi_throughput.py            # full run (more repeats)
     python bench/mi_throughput.py --quick    # a couple of minutes at most on a laptop CPU
     python bench/mi_throughput.py --device cuda   # also time the torch backend on a GPU (P=1024)
+    python bench/mi_throughput.py --device cuda --device_only --samples 24   # only the GPU vs CPU-kernel part
+
+Device part (``--device`` other than cpu, or ``--device_only``): P = ``--num_patches`` (1024) trajectories of
+``--samples`` displacement samples (63; a 25-frame clip gives 24), d = 2: pairs/s of the torch backend on the
+device in float32 and float64 against the compiled CPU kernel (``backend="numba"``, all of this machine's cores)
+on the same data; the float64 matrix must equal the CPU kernel's (max |diff| < 1e-9).
 
 Data: P seeded 2-D trajectories of T = 64 time steps (random walks; groups of four follow a shared
 "object" motion with individual noise of different strength, the rest move independently, so
@@ -145,54 +151,34 @@ def pairs(p: int) -> int:
     return p * (p - 1) // 2
 
 
-def time_torch_device(dev: torch.device, p: int, reps: int, seed: int) -> None:
-    """Print pairs/s of the torch backend on ``dev`` (float32 and float64) and check float64 against numba."""
-    n = T_STEPS - 1
-    traj = make_displacements(p, seed=seed)
+def time_torch_device(dev: torch.device, p: int, n: int, reps: int, seed: int) -> dict[str, float]:
+    """Pairs/s of the torch backend on ``dev`` (float32 and float64) and of the CPU kernel at P = ``p``, N = ``n``
+    displacement samples (d = 2); the float64 matrix is checked against the CPU kernel's. Returns the RESULT values."""
+    traj = make_displacements(p, steps=n + 1, seed=seed)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
+    t_cpu, ref = best_time(lambda: pairwise_mi(traj, k=K, backend="numba"), reps)
+    results = {"mi_pairs_per_s_cpu_kernel": pairs(p) / t_cpu}
+    print(f"# CPU kernel (numba, {os.cpu_count()} CPUs): P={p} N={n} pairs={pairs(p)} {t_cpu:.4f} s -> "
+          f"{pairs(p) / t_cpu:.3g} pairs/s")
     for dtype in (torch.float32, torch.float64):
         t = torch.as_tensor(traj, dtype=dtype, device=dev)
         t_dev, out = best_time(lambda: pairwise_mi(t, k=K, backend="torch"), reps, sync=sync)
+        short = str(dtype).replace("torch.", "")
+        results[f"mi_pairs_per_s_{dev.type}_{short}"] = pairs(p) / t_dev
         extra = ""
-        if dtype == torch.float64:  # check against our CPU kernel on a block of trajectories (cheap)
-            sub = min(p, 96)
-            ref = pairwise_mi(traj[:sub], k=K, backend="numba")
-            extra = f"  max|diff| vs numba (first {sub}) {check_same(f'{dev} torch backend', out[:sub, :sub], ref):.1e}"
-        print(
-            f"# {name} torch backend {str(dtype).replace('torch.', '')}: P={p} N={n} pairs={pairs(p)} "
-            f"{t_dev:.4f} s -> {pairs(p) / t_dev:.3g} pairs/s{extra}"
-        )
+        if dtype == torch.float64:  # the same estimator in the same precision: the same matrix
+            extra = f"  max|diff| vs CPU kernel {check_same(f'{dev} torch backend', out, ref):.1e}"
+            results[f"mi_speedup_{dev.type}_float64_vs_cpu_kernel"] = t_cpu / t_dev
+        print(f"# {name} torch backend {short}: P={p} N={n} pairs={pairs(p)} {t_dev:.4f} s -> "
+              f"{pairs(p) / t_dev:.3g} pairs/s ({t_cpu / t_dev:.2f}x the CPU kernel){extra}")
+    return results
 
 
-# ----------------------------------------------------------------------------------------------
-# main
-# ----------------------------------------------------------------------------------------------
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repeats (finishes in well under 2 minutes on a small CPU)")
-    ap.add_argument("--device", default="cpu", help="'cuda' (or 'cuda:N') to also time the torch backend on a GPU at P=1024")
-    ap.add_argument("--repeats", type=int, default=None, help="timed repeats for our calls (default 40, --quick 20)")
-    ap.add_argument("--baseline-repeats", type=int, default=None, help="timed repeats for the baseline (default 3, --quick 2)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-
-    reps = args.repeats or (20 if args.quick else 40)
-    base_reps = args.baseline_repeats or (2 if args.quick else 3)
+def cpu_table(args, reps: int, base_reps: int) -> dict[int, float]:
+    """The CPU table: ours (CPU kernel and torch backend) against the per-pair cKDTree baseline at P = 48, 64 and
+    (ours only) 256, N = 63; fails loudly if any matrix differs. Returns the speed-ups over the baseline by P."""
     n = T_STEPS - 1
-
-    try:
-        import numba
-
-        numba_threads = numba.get_num_threads()
-    except ImportError:  # pragma: no cover
-        numba_threads = "n/a (numba missing)"
-    print(
-        f"# mimcl_hub pairwise KSG MI throughput  (python {platform.python_version()}, torch {torch.__version__}, "
-        f"{os.cpu_count()} CPUs, numba threads {numba_threads}, torch threads {torch.get_num_threads()})"
-    )
     print(
         f"# trajectories: {T_STEPS} time steps -> N = {n} displacement samples of dim {DIM}; k = {K}; "
         f"times: best of {reps} (ours; torch backend at P=256: {min(reps, 2)}) / {base_reps} (baseline) after one warm-up call"
@@ -242,22 +228,60 @@ def main(argv=None) -> int:
         f"{p:>5} {n:>4} {pairs(p):>7} {'-':>11} {t_ours:>9.5f} {'-':>8} {'':>7} "
         f"{t_torch:>12.5f} {'-':>14} {pairs(p) / t_ours:>13.3g} {diff:>10.1e}"
     )
+    return speedups
 
-    # GPU: torch backend at P = 1024
+
+# ----------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (finishes in well under 2 minutes on a small CPU)")
+    ap.add_argument("--device", default="cpu",
+                    help="'cuda' (or 'cuda:N') to also time the torch backend on a GPU against the CPU kernel")
+    ap.add_argument("--num_patches", "--num-patches", type=int, default=1024,
+                    help="trajectories P of the device part (default %(default)s)")
+    ap.add_argument("--samples", type=int, default=T_STEPS - 1,
+                    help="displacement samples N per trajectory in the device part (default %(default)s)")
+    ap.add_argument("--device_only", "--device-only", action="store_true",
+                    help="run only the device part (skip the CPU table against the cKDTree baseline)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats for our calls (default 40, --quick 20)")
+    ap.add_argument("--baseline-repeats", type=int, default=None, help="timed repeats for the baseline (default 3, --quick 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    reps = args.repeats or (20 if args.quick else 40)
+    base_reps = args.baseline_repeats or (2 if args.quick else 3)
+
+    try:
+        import numba
+
+        numba_threads = numba.get_num_threads()
+    except ImportError:  # pragma: no cover
+        numba_threads = "n/a (numba missing)"
+    print(
+        f"# mimcl_hub pairwise KSG MI throughput  (python {platform.python_version()}, torch {torch.__version__}, "
+        f"{os.cpu_count()} CPUs, numba threads {numba_threads}, torch threads {torch.get_num_threads()})"
+    )
+    speedups = {} if args.device_only else cpu_table(args, reps, base_reps)
+
+    # device part: torch backend on the device against the CPU kernel at P = --num_patches
     print()
-    if args.device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            print(f"# --device {args.device}: CUDA is not available here; GPU timing skipped")
-        else:
-            time_torch_device(torch.device(args.device), 1024, reps, args.seed)
-    elif args.device != "cpu":
-        time_torch_device(torch.device(args.device), 1024, reps, args.seed)
+    device_results = {}
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"# --device {args.device}: CUDA is not available here; GPU timing skipped")
+    elif args.device != "cpu" or args.device_only:
+        device_results = time_torch_device(torch.device(args.device), args.num_patches, args.samples, reps, args.seed)
     else:
         print("# GPU timing skipped (run with --device cuda on a machine with a GPU; P=1024 there)")
 
     print()
-    print(f"RESULT mi_speedup_p48={speedups[48]:.1f}")
-    print(f"RESULT mi_speedup_p64={speedups[64]:.1f}")
+    for p, speedup in speedups.items():
+        print(f"RESULT mi_speedup_p{p}={speedup:.1f}")
+    for name, value in device_results.items():
+        print(f"RESULT {name}={value:.4g}")
     return 0
 
 

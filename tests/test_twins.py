@@ -269,3 +269,60 @@ def test_textureless_clip_has_no_valid_patch():
     r = find_twins(frames)
     assert not r.valid.any() and (r.twin == -1).all()
     assert set(r.status_names()) == {"no_texture"}
+
+
+def _same_result(a, b) -> bool:
+    """Every array of two ``TwinPatches`` equal bit for bit (NaN where NaN), and the same scalars."""
+    arrays = ("boxes", "twin", "mi", "valid", "mi_matrix", "tracks", "status", "motion")
+    return (all(getattr(a, k).dtype == getattr(b, k).dtype and getattr(a, k).tobytes() == getattr(b, k).tobytes()
+                for k in arrays)
+            and (a.gate, a.noise, a.threshold, a.frame_size, a.options) == (b.gate, b.noise, b.threshold, b.frame_size,
+                                                                           b.options))
+
+
+def test_device_cpu_is_the_default_path_bit_for_bit(scene_set):
+    """``device=None`` / ``"cpu"`` / ``torch.device("cpu")`` run the same numpy + compiled-kernel path: equal bits,
+    with the colour branch and the surrogate test on; the device is not recorded among the options."""
+    import torch
+
+    frames = scene_set["pan+illumination"][1].frames
+    ref = find_twins(frames, colour_weight=0.5)
+    assert ref.pairs                                          # a clip with twins, so the comparison means something
+    for device in ("cpu", torch.device("cpu")):
+        assert _same_result(find_twins(frames, colour_weight=0.5, device=device), ref)
+    assert "device" not in TwinOptions.__dataclass_fields__
+
+
+def test_device_path_plumbing_matches_the_numpy_path(scene_set):
+    """The off-CPU branch of the MI step (numpy -> float64 tensor on the device -> both estimators -> numpy), run
+    here with CPU tensors (which ``pairwise_mi`` still sends to its CPU kernel), equals the numpy branch."""
+    import torch
+
+    from mimcl_hub.mi.twins import _motion_mi
+
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal((23, 2))
+    series = np.stack([shared + s * rng.standard_normal((23, 2)) for s in (0.1, 0.5, 2.0, 9.0)] * 3)  # (12, 23, 2)
+    colour = rng.standard_normal((12, 23))
+    opts = TwinOptions(colour_weight=0.5)
+    ref = _motion_mi(series, colour, opts)
+    got = _motion_mi(series, colour, opts, torch.device("cpu"))
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64
+    assert got.tobytes() == ref.tobytes() and ref[0, 1] > 0.5       # coupled pair: high MI
+
+
+@pytest.mark.parametrize("device", ["tpu", "meta", 3.5])
+def test_bad_device_is_a_clear_error(scene_set, device):
+    with pytest.raises(ValueError, match="device must be None, 'cpu', 'cuda' or 'cuda:N'"):
+        find_twins(scene_set["static"][0].frames, device=device)
+
+
+def test_cuda_device_without_cuda_is_a_clear_error(scene_set):
+    import torch
+
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="only .* CUDA device"):
+            find_twins(scene_set["static"][0].frames, device=f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(ValueError, match=r"CUDA is not available here \(torch.cuda.is_available\(\) is False\)"):
+            find_twins(scene_set["static"][0].frames, device="cuda")

@@ -9,9 +9,10 @@ above ``mi_threshold`` is its twin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
+import torch
 
 from ..errors import MAX_FRAME_PIXELS, ClipError
 from .ksg import pairwise_mi
@@ -296,6 +297,8 @@ def find_twins(
     frames,
     depth_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     clip_id: Optional[str] = None,
+    *,
+    device: Union[str, torch.device, None] = None,
     **options,
 ) -> TwinPatches:
     """Find twin patches in a clip by mutual information of their motion.
@@ -305,12 +308,19 @@ def find_twins(
         depth_fn: optional per-frame depth model (frame → (h, w) map); adds depth change as a third
             motion coordinate, scaled to the spread of the pixel displacements.
         clip_id: name used in error messages.
+        device: where the MI work runs (the all-pairs KSG of the clip and of its surrogates, and the colour
+            histogram MI): ``None`` or ``"cpu"`` — numpy and the compiled CPU kernel of ``pairwise_mi``;
+            ``"cuda"`` / ``"cuda:N"`` (or a ``torch.device``) — the float64 torch path of ``pairwise_mi`` on that
+            device. Tracking stays on the CPU and results are numpy either way; on a GPU the MI values agree
+            with the CPU ones to float64 rounding (summation order), so the twins are the same unless two
+            partners tie. Not a ``TwinOptions`` field: where the work ran is not a mining setting.
         **options: any field of ``TwinOptions`` (grid, k, mi_threshold, motion_floor, ...).
 
     Returns:
         ``TwinPatches`` with boxes (P, 4), twin (P,), mi (P,), valid (P,), mi_matrix (P, P), tracks.
     """
     opts = TwinOptions.from_kwargs(**options)
+    mi_device = _mi_device(device)
     frames = validate_frames(frames, k=opts.k, grid=opts.grid, clip_id=clip_id)
     t_len, h, w, _ = frames.shape
 
@@ -360,11 +370,11 @@ def find_twins(
     if idx.size >= 2:
         series = _standardise(disp[idx])
         colour = colour_changes(tracked.colours[idx]) if opts.colour_weight > 0 else None
-        mi_matrix[np.ix_(idx, idx)] = _motion_mi(series, colour, opts)
+        mi_matrix[np.ix_(idx, idx)] = _motion_mi(series, colour, opts, mi_device)
         np.fill_diagonal(mi_matrix, np.nan)
         if opts.significance > 0:
             sub_forbidden = forbidden[np.ix_(idx, idx)] if forbidden is not None else None
-            threshold = max(threshold, _surrogate_threshold(series, colour, opts, sub_forbidden))
+            threshold = max(threshold, _surrogate_threshold(series, colour, opts, sub_forbidden, mi_device))
 
     twin, best = select_twins(mi_matrix, valid, threshold, forbidden)
 
@@ -377,16 +387,47 @@ def find_twins(
     )
 
 
-def _motion_mi(series: np.ndarray, colour_change: Optional[np.ndarray], opts: TwinOptions) -> np.ndarray:
-    """(P, N, d) standardised displacements (+ optional (P, N) luminance changes) → (P, P) MI, diagonal 0."""
-    mi = pairwise_mi(series, k=opts.k)
+def _mi_device(device) -> Optional[torch.device]:
+    """``find_twins``' ``device`` checked: None for the CPU path (None or any "cpu"), else the torch device."""
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N' (a torch device), got {device!r}") from e
+    if dev.type == "cpu":
+        return None
+    if dev.type != "cuda":      # the float64 torch path needs float64 kernels: CPU and CUDA have them
+        raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available here (torch.cuda.is_available() is False); "
+                         "use device=None for the CPU")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+def _motion_mi(series: np.ndarray, colour_change: Optional[np.ndarray], opts: TwinOptions,
+               device: Optional[torch.device] = None) -> np.ndarray:
+    """(P, N, d) standardised displacements (+ optional (P, N) luminance changes) → (P, P) MI, diagonal 0.
+
+    ``device`` None: numpy in, the CPU kernel of ``pairwise_mi``; else both estimators run on that device (float64)
+    and the sum comes back as numpy."""
+    if device is None:
+        mi = pairwise_mi(series, k=opts.k)
+        if colour_change is not None:
+            mi = mi + opts.colour_weight * pairwise_histogram_mi(colour_change[..., None], bins=opts.colour_bins)
+        return mi
+    traj = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float64)).to(device)
+    mi = pairwise_mi(traj, k=opts.k)                                  # "auto": the torch backend for CUDA tensors
     if colour_change is not None:
-        mi = mi + opts.colour_weight * pairwise_histogram_mi(colour_change[..., None], bins=opts.colour_bins)
-    return mi
+        colour = torch.from_numpy(np.ascontiguousarray(colour_change[..., None], dtype=np.float64)).to(device)
+        mi = mi + opts.colour_weight * pairwise_histogram_mi(colour, bins=opts.colour_bins)
+    return mi.cpu().numpy()
 
 
 def _surrogate_threshold(series: np.ndarray, colour_change: Optional[np.ndarray], opts: TwinOptions,
-                         forbidden: Optional[np.ndarray]) -> float:
+                         forbidden: Optional[np.ndarray], device: Optional[torch.device] = None) -> float:
     """Quantile ``opts.significance`` of each patch's best-partner MI when every patch's time order
     is shuffled independently (a null of no coupling with the clip's own marginals)."""
     rng = np.random.default_rng(opts.seed)
@@ -396,7 +437,7 @@ def _surrogate_threshold(series: np.ndarray, colour_change: Optional[np.ndarray]
         perm = np.argsort(rng.random((p, n)), axis=1)
         shuffled = np.take_along_axis(series, perm[..., None], axis=1)
         shuffled_colour = np.take_along_axis(colour_change, perm, axis=1) if colour_change is not None else None
-        null = _motion_mi(shuffled, shuffled_colour, opts)
+        null = _motion_mi(shuffled, shuffled_colour, opts, device)
         np.fill_diagonal(null, -np.inf)
         if forbidden is not None:
             null[forbidden] = -np.inf
