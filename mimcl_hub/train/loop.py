@@ -313,6 +313,7 @@ def _loop(run: _Run) -> None:
 def _micro_step(run: _Run, batch: dict, control: StepControl) -> bool:
     """Forward / backward / optimizer step of one micro-batch; returns whether a process got SIGTERM."""
     config, accelerator, step = run.config, run.accelerator, run.state.step + 1
+    run.faults.batch_seen(batch, run.state, accelerator.process_index)
     views = tuple(batch[k].contiguous(memory_format=run.memory_format) for k in ("view1", "view2"))
     uses_mi = run.plain_objective.uses_mi_branch
     n_twins, stop = control.agree(int(batch.get("twin_count", 0)) if uses_mi else 0)
@@ -483,12 +484,27 @@ def _load_monitor(config: TrainConfig, data_cfg: dict):
 
 
 def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
+    """The training set: ``--train_dataset`` (+ ``--twin_dataset``) read by every process from the same files (no
+    mining, nothing done first by one process); else ``--video_dataset`` / the offline default
+    (``build_train_dataset``). The offline default and, in a one-process run, an unmined ``--video_dataset`` are
+    mined by the first process while the others wait for its cache; with several processes an unmined
+    ``--video_dataset`` is refused with the ``mimcl mine`` command (one rank mining a corpus while the others wait at
+    a barrier would time out)."""
     from ..data import AugmentConfig, build_train_dataset
+    from ..data.two_sources import build_two_source_dataset
 
     augment = AugmentConfig(img_size=config.img_size, mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]))
-    with accelerator.main_process_first():     # the first process mines / caches, the others load the cache
+    if config.train_dataset is not None:
+        dataset = build_two_source_dataset(config.train_dataset, config.twin_dataset, config.twin_mode, augment,
+                                           config.seed, image_column=config.train_image_column,
+                                           split=config.train_split)
+    elif config.video_dataset is not None and accelerator.num_processes > 1:
         dataset = build_train_dataset(config.video_dataset, config.twin_mode, augment, config.seed,
-                                      image_column=config.image_column, max_side=config.max_side)
+                                      image_column=config.image_column, max_side=config.max_side, allow_mining=False)
+    else:
+        with accelerator.main_process_first():     # the first process mines / caches, the others load the cache
+            dataset = build_train_dataset(config.video_dataset, config.twin_mode, augment, config.seed,
+                                          image_column=config.image_column, max_side=config.max_side)
     if len(dataset) < config.per_device_train_batch_size * accelerator.num_processes:
         raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
                           f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
