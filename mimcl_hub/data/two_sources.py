@@ -82,12 +82,12 @@ def mined_folder_problem(path) -> Optional[str]:
     completion rules); otherwise: a folder with Parquet shards named ``data/<split>-XXXXX-of-YYYYY.parquet`` must
     hold every index 0..YYYYY-1 with one count, and its dataset card ``README.md`` (written last, when every shard
     is done). A folder without such shards is not judged here (None)."""
-    try:
-        from .shards import mined_folder_problem as sharded_problem     # the miner's own rule, when present
-    except ImportError:
-        sharded_problem = None
-    if sharded_problem is not None:
-        return sharded_problem(path)
+    import importlib.util
+
+    if importlib.util.find_spec(f"{__package__}.shards") is not None:   # the sharded miner's own rule (by name:
+        shards = importlib.import_module(f"{__package__}.shards")        # the module may not exist yet)
+        if hasattr(shards, "mined_folder_problem"):
+            return shards.mined_folder_problem(path)
     data = os.path.join(path, "data")
     names = sorted(os.listdir(data)) if os.path.isdir(data) else []
     shards = [m for m in (_SHARD.match(n) for n in names) if m]

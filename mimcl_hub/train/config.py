@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from .._safety import check_number, check_output_apart, check_repo_id
+from .data_flags import data_flag_problems
 
 __all__ = ["ConfigError", "OneOf", "Range", "TrainConfig", "config_parser", "parse_config"]
 
@@ -122,9 +123,7 @@ def _data_source(flag: str, value: Any) -> Optional[str]:
 
 
 def _split(flag: str, value: Any) -> Optional[str]:
-    if not isinstance(value, str) or not value.strip():
-        return f"must be a split name such as train, got {value!r}"
-    return None
+    return None if isinstance(value, str) and value.strip() else f"must be a split name such as train, got {value!r}"
 
 
 def _resume(flag: str, value: Any) -> Optional[str]:
@@ -224,18 +223,14 @@ class TrainConfig:
               "procedural scenes.", _data_source)
     image_column: Optional[str] = _field(None, "Image column when --video_dataset is an image dataset.")
     train_dataset: Optional[str] = _field(
-        None, "View-branch images (two sources for two branches): any HF image dataset, a Hub id, a folder "
-              "datasets.load_dataset reads (a folder of pictures is an imagefolder) or a save_to_disk folder. An epoch "
-              "is this dataset; with --twin_mode mi/random the MI branch reads --twin_dataset.", _data_source)
-    train_image_column: Optional[str] = _field(None, "Image column of --train_dataset (default: image, img or the "
-                                                     "first datasets.Image column).")
+        None, "View-branch images: an HF image dataset (Hub id, a folder load_dataset reads, e.g. an imagefolder, or a "
+              "save_to_disk folder); it defines the epoch. The MI branch then reads --twin_dataset.", _data_source)
+    train_image_column: Optional[str] = _field(None, "Image column of --train_dataset (default: detected).")
     train_split: str = _field("train", "Split of --train_dataset.", _split)
     twin_dataset: Optional[str] = _field(
-        None, "MI-branch twin pairs: the output folder of `mimcl mine` (or its Hub id, or a save_to_disk folder of "
-              "rows mined with crops), read without videos and cycled over epochs. Needs --train_dataset; training "
-              "never mines it.", _data_source)
-    streaming: bool = _field(False, "Stream --train_dataset and --twin_dataset (datasets.IterableDataset, split "
-                                    "by process, shuffled with a buffer); needs --max_steps.")
+        None, "MI-branch twin pairs: the output of `mimcl mine` (folder or Hub id), read without videos and cycled; "
+              "needs --train_dataset. Training never mines it.", _data_source)
+    streaming: bool = _field(False, "Stream --train_dataset / --twin_dataset (split by process); needs --max_steps.")
     max_side: int = _field(160, "Longer side (px) clips are decoded / mined at.", Range(64, 8192, integer=True))
     twin_batch_size: Optional[int] = _field(
         None, "Twin pairs per device per step for the MI branch (default: per_device_train_batch_size; items whose "
@@ -369,7 +364,7 @@ class TrainConfig:
                                            f"{self.per_device_train_batch_size} images (--per_device_train_batch_size): "
                                            "each pair is an item of the batch and its twin; use at most "
                                            f"{self.per_device_train_batch_size}"))
-        out += self._data_problems()
+        out += data_flag_problems(self)
         if self.push_to_hub and not self.hub_model_id:
             out.append(("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)"))
         if _output_dir("output_dir", self.output_dir) is None:
@@ -380,39 +375,6 @@ class TrainConfig:
                                                      "--eval_dataset": self.eval_dataset}, what="--output_dir")
             except ValueError as e:
                 out.append(("output_dir", str(e)))
-        return out
-
-
-    def _data_problems(self) -> list[tuple[str, str]]:
-        """The data flags together: --video_dataset (both branches from clips) or --train_dataset (+ --twin_dataset
-        for an MI branch), never both; --streaming needs --train_dataset and --max_steps."""
-        out = []
-        uses_twins = self.twin_mode in ("mi", "random")
-        if self.video_dataset is not None:
-            for flag in ("train_dataset", "twin_dataset"):
-                if getattr(self, flag) is not None:
-                    out.append((flag, f"cannot be combined with --video_dataset (which feeds both branches from clips); "
-                                      f"use --train_dataset (+ --twin_dataset) or --video_dataset"))
-        elif self.train_dataset is not None:
-            if uses_twins and self.twin_dataset is None:
-                out.append(("twin_dataset", f"--train_dataset with --twin_mode {self.twin_mode} needs --twin_dataset (the "
-                                            "output folder of `mimcl mine SOURCE --output DIR`), or use --twin_mode none"))
-        elif self.twin_dataset is not None:
-            out.append(("train_dataset", "--twin_dataset needs --train_dataset (the image dataset of the view branch)"))
-        if self.train_dataset is None:
-            for flag in ("train_image_column",):
-                if getattr(self, flag) is not None:
-                    out.append((flag, "needs --train_dataset"))
-        elif self.image_column is not None:
-            out.append(("image_column", "is the image column of --video_dataset; with --train_dataset use "
-                                        "--train_image_column"))
-        if self.streaming:
-            if self.train_dataset is None:
-                out.append(("streaming", "needs --train_dataset (and --twin_dataset for an MI branch); --video_dataset "
-                                         "is not streamed"))
-            if isinstance(self.max_steps, int) and self.max_steps <= 0:
-                out.append(("max_steps", "--streaming needs --max_steps: a streamed dataset has no length, so epochs "
-                                         "cannot define the run"))
         return out
 
 

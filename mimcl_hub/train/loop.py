@@ -5,9 +5,9 @@
 1. **Setup** (:func:`_setup`) — the Accelerator (:mod:`.processes`; CPU threads per process, :mod:`.threads`);
    where to start (resume a checkpoint that matches this run, or refuse to mix with an earlier run); the
    backbone (``create_backbone``, SyncBatchNorm only for multi-GPU DDP) and the InfoAug objective (momentum
-   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data
-   (``build_train_dataset``, a shuffled DataLoader with ``drop_last``: equal per-process batches, which the
-   cross-process gathers need); optimizer and warm-up + cosine schedule (:mod:`.optim`); ``prepare``; and, when
+   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data (:mod:`.data`:
+   ``--train_dataset`` + ``--twin_dataset`` or the clips of ``--video_dataset``; a shuffled DataLoader with
+   ``drop_last``: equal per-process batches, which the cross-process gathers need); optimizer and warm-up + cosine schedule (:mod:`.optim`); ``prepare``; and, when
    resuming, ``load_state`` (small pickles first read with ``weights_only=True``) + the data position.
 2. **Loop** (:func:`_loop`) — per micro-batch: autocast forward, ``accumulate``, backward, clipping, optimizer and
    scheduler step; per optimizer step: ``objective.on_step_end`` (EMA targets, schedules), then logging, the kNN
@@ -35,7 +35,6 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from ..errors import RunStopped
@@ -43,9 +42,10 @@ from ..hub.push import PushError
 from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
                          clean_stale_checkpoints, delete_checkpoint, estimate_run_bytes, latest_checkpoint,
                          list_checkpoints, resolve_checkpoint, run_lock, save_checkpoint)
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .control import LogWindow, NonFiniteWatch, StepControl
 from .encoder_folder import push_trained_encoder, save_trained_encoder
+from .data import build_dataset, make_loader
 from .faults import FaultPlan
 from .optim import apply_schedule, build_optimizer, lr_lambda
 from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main, tracker_config
@@ -222,16 +222,11 @@ def _setup(config: TrainConfig, accelerator, faults: FaultPlan) -> _Run:
     on_main(accelerator, lambda: check_free_space(out_dir, need, detail))
     monitor = on_main(accelerator, lambda: _load_monitor(config, data_cfg)) if config.eval_dataset != "none" else None
 
-    dataset = _build_dataset(config, accelerator, data_cfg)
+    dataset = build_dataset(config, accelerator, data_cfg)
     identity = data_identity(dataset)
     if resume_path is not None:
         check_resume_data(resume_path, identity)
-    # Workers outlive an epoch (the dataset reads the epoch from shared memory), so a new epoch does not wait
-    # for new workers to fork and fill the first batch (~50 ms per epoch here with one worker).
-    loader = DataLoader(dataset, batch_size=config.per_device_train_batch_size, shuffle=True, drop_last=True,
-                        collate_fn=_collate(), num_workers=config.dataloader_num_workers,
-                        persistent_workers=config.dataloader_num_workers > 0,
-                        pin_memory=accelerator.device.type == "cuda")
+    loader = make_loader(config, accelerator, dataset)
 
     optimizer = build_optimizer(config, backbone, objective)
     global_batch = config.per_device_train_batch_size * accelerator.num_processes
@@ -481,45 +476,3 @@ def _load_monitor(config: TrainConfig, data_cfg: dict):
     return KNNMonitor(knn_train, knn_test, k=config.knn_k, T=config.knn_temperature,
                       autocast_dtype=torch.bfloat16 if config.mixed_precision == "bf16" else None,
                       channels_last=config.channels_last, name=config.eval_dataset)
-
-
-def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
-    """The training set: ``--train_dataset`` (+ ``--twin_dataset``) read by every process from the same files (no
-    mining, nothing done first by one process); else ``--video_dataset`` / the offline default
-    (``build_train_dataset``). The offline default and, in a one-process run, an unmined ``--video_dataset`` are
-    mined by the first process while the others wait for its cache; with several processes an unmined
-    ``--video_dataset`` is refused with the ``mimcl mine`` command (one rank mining a corpus while the others wait at
-    a barrier would time out)."""
-    from ..data import AugmentConfig, build_train_dataset
-    from ..data.two_sources import build_two_source_dataset
-
-    augment = AugmentConfig(img_size=config.img_size, mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]))
-    if config.train_dataset is not None:
-        dataset = build_two_source_dataset(config.train_dataset, config.twin_dataset, config.twin_mode, augment,
-                                           config.seed, image_column=config.train_image_column,
-                                           split=config.train_split)
-    elif config.video_dataset is not None and accelerator.num_processes > 1:
-        dataset = build_train_dataset(config.video_dataset, config.twin_mode, augment, config.seed,
-                                      image_column=config.image_column, max_side=config.max_side, allow_mining=False)
-    else:
-        with accelerator.main_process_first():     # the first process mines / caches, the others load the cache
-            dataset = build_train_dataset(config.video_dataset, config.twin_mode, augment, config.seed,
-                                          image_column=config.image_column, max_side=config.max_side)
-    if len(dataset) < config.per_device_train_batch_size * accelerator.num_processes:
-        raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
-                          f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
-                          f"{accelerator.num_processes} processes)")
-    batches = len(dataset) // (config.per_device_train_batch_size * accelerator.num_processes)
-    if batches < config.gradient_accumulation_steps:      # the epoch would end an accumulation early, every time
-        raise ConfigError(f"invalid training configuration:\n  --gradient_accumulation_steps: "
-                          f"{config.gradient_accumulation_steps} micro-batches per optimizer step, but an epoch of the "
-                          f"training set ({len(dataset)} items) has only {batches} batches of "
-                          f"{config.per_device_train_batch_size} x {accelerator.num_processes} processes; use at most "
-                          f"{batches} (or a smaller --per_device_train_batch_size)")
-    return dataset
-
-
-def _collate():
-    from ..data import collate_contrastive
-
-    return collate_contrastive
