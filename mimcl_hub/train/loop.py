@@ -5,7 +5,7 @@
 1. **Setup** (:func:`_setup`) — the Accelerator (:mod:`.processes`; CPU threads per process, :mod:`.threads`);
    where to start (resume a checkpoint that matches this run, or refuse to mix with an earlier run); the
    backbone (``create_backbone``, SyncBatchNorm only for multi-GPU DDP) and the InfoAug objective (momentum
-   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data (:mod:`.data`:
+   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data (:mod:`.run_data`:
    ``--train_dataset`` + ``--twin_dataset`` or the clips of ``--video_dataset``; a shuffled DataLoader with
    ``drop_last``: equal per-process batches, which the cross-process gathers need); optimizer and warm-up + cosine schedule (:mod:`.optim`); ``prepare``; and, when
    resuming, ``load_state`` (small pickles first read with ``weights_only=True``) + the data position.
@@ -45,7 +45,7 @@ from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingSta
 from .config import TrainConfig
 from .control import LogWindow, NonFiniteWatch, StepControl
 from .encoder_folder import push_trained_encoder, save_trained_encoder
-from .data import build_dataset, make_loader
+from .run_data import build_dataset, make_loader
 from .faults import FaultPlan
 from .optim import apply_schedule, build_optimizer, lr_lambda
 from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main, tracker_config
