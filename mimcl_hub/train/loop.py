@@ -230,14 +230,17 @@ def _setup(config: TrainConfig, accelerator, faults: FaultPlan) -> _Run:
 
     optimizer = build_optimizer(config, backbone, objective)
     global_batch = config.per_device_train_batch_size * accelerator.num_processes
-    batches_per_epoch = len(dataset) // global_batch
+    batches_per_epoch = len(dataset) // global_batch if not config.streaming else 0   # a stream has no epochs
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation_steps))
     max_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     schedule = lr_lambda(config.warmup_steps or math.ceil(config.warmup_ratio * max_steps), max_steps,
                          config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    backbone, objective, optimizer, loader, scheduler = accelerator.prepare(backbone, objective, optimizer, loader,
-                                                                            scheduler)
+    if config.streaming:        # the loader is prepared already (make_loader): never split by process twice
+        backbone, objective, optimizer, scheduler = accelerator.prepare(backbone, objective, optimizer, scheduler)
+    else:
+        backbone, objective, optimizer, loader, scheduler = accelerator.prepare(backbone, objective, optimizer, loader,
+                                                                                scheduler)
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
     if resume_path is not None:
@@ -395,7 +398,8 @@ def _finish(run: _Run) -> TrainResult:
     if knn_metrics:
         run.log({f"final/{k}": v for k, v in knn_metrics.items()})
     runtime = time.time() - run.t_start
-    epoch = round(state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), 4)
+    epoch = round(state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), 4) if run.batches_per_epoch \
+        else float(state.epoch)
     metrics = {"train_loss": run.train_loss, "global_step": state.step, "epoch": epoch,
                "train_runtime": round(runtime, 2), **knn_metrics}
     encoder_dir = hub_url = None
