@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -24,11 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from mimcl_hub.data import (AugmentConfig, ImageContrastiveDataset, TwinPairDataset, TwoSourceDataset,
-                            build_train_dataset, build_two_source_dataset, collate_contrastive, folder_clips,
-                            make_scenes, mine_dataset, mining_report)
+from mimcl_hub.data import (AugmentConfig, ImageContrastiveDataset, TwinPairDataset, build_train_dataset,
+                            build_two_source_dataset, collate_contrastive, folder_clips, make_scenes, mine_dataset,
+                            mining_report)
 from mimcl_hub.data.augment import Augmenter, Draws
-from mimcl_hub.data.crops import decode_crop
 from mimcl_hub.data.twin_pairs import CyclicOrder
 from mimcl_hub.data.two_sources import UnminedSourceError, mined_folder_problem, open_twin_source
 from mimcl_hub.train import CheckpointError, ConfigError, FaultPlan, TrainConfig, latest_checkpoint, train
