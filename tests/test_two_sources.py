@@ -63,7 +63,8 @@ def _write_video(path: Path, frames: np.ndarray) -> None:
 
 
 def write_mined_folder(folder: Path, mined: datasets.Dataset, source: str) -> Path:
-    """What `mimcl mine SOURCE --output folder` writes: one Parquet shard and the dataset card."""
+    """What `mimcl mine SOURCE --output folder` writes (before the sharded miner): one Parquet shard and the dataset
+    card."""
     from mimcl_hub.data.dataset_card import mined_dataset_card
 
     (folder / "data").mkdir(parents=True)
@@ -83,8 +84,15 @@ def mined_folder(tmp_path_factory):
     for i in range(len(scenes)):
         _write_video(videos / f"scene{i}.mkv", scenes[i]["frames"])
     clips = folder_clips(videos, window=SCENES["num_frames"])
-    mined = mine_dataset(clips, max_side=None, grid=4, significance=0, crop_size=64)
-    folder = write_mined_folder(tmp / "mined", mined, str(videos))
+    folder = tmp / "mined"
+    try:                        # the sharded miner, `mimcl mine`'s own writer, where the package has it
+        from mimcl_hub.data.shards import mine_folder
+    except ImportError:
+        write_mined_folder(folder, mine_dataset(clips, max_side=None, grid=4, significance=0, crop_size=64),
+                           str(videos))
+    else:
+        mine_folder(str(videos), folder, window=SCENES["num_frames"], max_side=None, grid=4, significance=0,
+                    crop_size=64)
     frames = {row["clip_id"]: scenes[i]["frames"] for i, row in enumerate(clips)}
     gone = tmp / "videos-moved-away"
     videos.rename(gone)                       # nothing may decode them from here on
@@ -322,7 +330,7 @@ def test_unmined_twin_sources_are_refused_with_the_mine_command(tmp_path, mined_
             open_twin_source(source)
         message = str(err.value)
         assert f"Training never mines: run `mimcl mine {mine_from} --output " in message, (name, message)
-    assert "1 of 2 shards missing" in mined_folder_problem(tmp_path / "unfinished")
+    assert "missing" in mined_folder_problem(tmp_path / "unfinished")
     assert "--output " + str(tmp_path / "unfinished") in str(pytest.raises(UnminedSourceError, open_twin_source,
                                                                           str(tmp_path / "unfinished")).value)
     assert "no dataset card" in mined_folder_problem(tmp_path / "no-card")
@@ -489,7 +497,7 @@ def saved_mined(mined_folder, tmp_path_factory):
 
 
 def _stream(digits, mined, rank=0, world=2, mode="mi", seed=0):
-    from mimcl_hub.data.streaming import build_streaming_dataset
+    from mimcl_hub.data.two_source_stream import build_streaming_dataset
 
     return build_streaming_dataset(str(digits), str(mined), mode, AugmentConfig(img_size=S), seed, rank=rank,
                                    world_size=world)

@@ -8,7 +8,7 @@ HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin 
 (patch crops materialised while mining, so training reads twin pairs without videos), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``twin_pairs`` (the MI branch read from mined crops, no video), ``two_sources`` (an image dataset for
-the view branch + mined pairs for the MI branch), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
+the view branch + mined pairs for the MI branch), ``two_source_stream`` (both as streams, ``--streaming``), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
 set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).
 """
 

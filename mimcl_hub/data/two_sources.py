@@ -76,18 +76,19 @@ def _refuse_unmined(flag: str, source: str, why: str, mine_from: Optional[str] =
 
 
 def mined_folder_problem(path) -> Optional[str]:
-    """None when the folder ``path`` looks like a complete ``mimcl mine`` output, else what is missing.
+    """None when the folder ``path`` looks like a complete ``mimcl mine`` output, else what is wrong.
 
-    Uses ``mimcl_hub.data.shards.mined_folder_problem`` when the package has it (the sharded miner knows its own
-    completion rules); otherwise: a folder with Parquet shards named ``data/<split>-XXXXX-of-YYYYY.parquet`` must
-    hold every index 0..YYYYY-1 with one count, and its dataset card ``README.md`` (written last, when every shard
-    is done). A folder without such shards is not judged here (None)."""
+    Uses the sharded miner's own rule when the package has it (``mimcl_hub.data.mined_folder.mined_folder_problem``
+    or ``mimcl_hub.data.shards.mined_folder_problem``); otherwise: a folder with Parquet shards named
+    ``data/<split>-XXXXX-of-YYYYY.parquet`` must hold every index 0..YYYYY-1 with one count, and its dataset card
+    ``README.md`` (written last, when every shard is done). A folder without such shards is not judged here (None)."""
     import importlib.util
 
-    if importlib.util.find_spec(f"{__package__}.shards") is not None:   # the sharded miner's own rule (by name:
-        shards = importlib.import_module(f"{__package__}.shards")        # the module may not exist yet)
-        if hasattr(shards, "mined_folder_problem"):
-            return shards.mined_folder_problem(path)
+    for name in ("mined_folder", "shards"):     # the miner's own rule, by name: the module may not exist yet
+        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
+            module = importlib.import_module(f"{__package__}.{name}")
+            if hasattr(module, "mined_folder_problem"):
+                return module.mined_folder_problem(path)
     data = os.path.join(path, "data")
     names = sorted(os.listdir(data)) if os.path.isdir(data) else []
     shards = [m for m in (_SHARD.match(n) for n in names) if m]
@@ -163,9 +164,9 @@ def open_twin_source(source: str, flag: str = "--twin_dataset", streaming: bool 
             raise _refuse_unmined(flag, source, "a folder of videos, not mined twin pairs")
         problem = mined_folder_problem(path)
         if problem:
-            raise _refuse_unmined(flag, source, f"an unfinished mined folder: {problem} (rerunning the `mimcl mine` "
-                                  "command that writes it resumes it)", mine_from=_card_source(path) or "SOURCE",
-                                  output=source)
+            raise _refuse_unmined(flag, source, f"not a complete `mimcl mine` output folder: {problem} (rerunning "
+                                  "the `mimcl mine` command that writes it resumes it)",
+                                  mine_from=_card_source(path) or "SOURCE", output=source)
     elif not os.path.exists(path) and not looks_like_hub_id(source):
         raise ValueError(f"{flag} {source!r}: no such file or folder, and not a Hub dataset id")
     ds = _open(flag, source, path, "train", streaming)

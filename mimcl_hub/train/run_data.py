@@ -7,7 +7,7 @@
   cache (``main_process_first``); with several processes an unmined ``--video_dataset`` is refused with the
   ``mimcl mine`` command (one rank mining a corpus while the others wait at a barrier would time out).
 
-- ``--streaming``: :func:`~mimcl_hub.data.streaming.build_streaming_dataset` for this process (``rank``,
+- ``--streaming``: :func:`~mimcl_hub.data.two_source_stream.build_streaming_dataset` for this process (``rank``,
   ``world_size``), endless; the run's length is ``--max_steps``.
 
 The DataLoader shuffles and drops the last partial batch (equal per-process batches, which the cross-process gathers
@@ -34,7 +34,7 @@ def build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
 
     augment = AugmentConfig(img_size=config.img_size, mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]))
     if config.streaming:            # endless, split by process here: no length to check
-        from ..data.streaming import build_streaming_dataset
+        from ..data.two_source_stream import build_streaming_dataset
 
         return build_streaming_dataset(config.train_dataset, config.twin_dataset, config.twin_mode, augment,
                                        config.seed, rank=accelerator.process_index,
@@ -70,8 +70,8 @@ def make_loader(config: TrainConfig, accelerator, dataset) -> DataLoader:
     (the dataset reads the epoch from shared memory), so a new epoch does not wait for new workers to fork and fill
     the first batch (~50 ms per epoch here with one worker).
 
-    ``--streaming``: the stream is already this process's part (:mod:`mimcl_hub.data.streaming`), so the DataLoader
-    comes back *prepared* — placed on the device by Accelerate's ``prepare_data_loader`` as for one process, so it is
+    ``--streaming``: the stream is already this process's part (:mod:`mimcl_hub.data.two_source_stream`), so the
+    DataLoader comes back *prepared* — placed on the device by Accelerate's ``prepare_data_loader`` as for one process, so it is
     not split a second time (``accelerator.prepare`` would wrap it in ``IterableDatasetShard``: each process reading
     every batch and keeping 1 / N of it) — with at most as many workers as the stream has shards."""
     from ..data import collate_contrastive
