@@ -70,7 +70,8 @@ def _twin_dataset_summary(config: TrainConfig, pairs) -> dict[str, Any]:
     try:
         from ..data.dataset_card import read_mined_card
 
-        sets = list(read_mined_card(os.path.expanduser(config.twin_dataset)).get("twin_options") or [])
+        sets = [o for o in read_mined_card(os.path.expanduser(config.twin_dataset)).get("twin_options") or []
+                if isinstance(o, dict)]
     except (OSError, ValueError, TypeError):       # a Hub id or a saved folder without a card: the rows say
         try:                                        # (streamed: the rows are not at hand, the card only)
             import pyarrow.compute as pc
