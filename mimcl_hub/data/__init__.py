@@ -7,7 +7,8 @@ Modules (imports point down: nothing here imports ``mimcl_hub.train``, ``cli``, 
 HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin mining map), ``crops``
 (patch crops materialised while mining, so training reads twin pairs without videos), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
-collation), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
+collation), ``twin_pairs`` (the MI branch read from mined crops, no video), ``two_sources`` (an image dataset for
+the view branch + mined pairs for the MI branch), ``two_source_stream`` (both as streams, ``--streaming``), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
 set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).
 """
 
@@ -29,6 +30,8 @@ from .sources import (
     video_clips,
 )
 from .store import save_dataset_atomically, save_mined_dataset
+from .twin_pairs import CyclicOrder, PairChoice, TwinPairDataset
+from .two_sources import TwoSourceDataset, UnminedSourceError, build_two_source_dataset
 from .video import decode_video, detect_shot_cuts, frame_differences, scan_video, shot_windows
 
 __all__ = [
@@ -43,4 +46,6 @@ __all__ = [
     "default_video_dataset", "build_train_dataset",
     "load_clip_source", "open_source", "is_saved_dataset", "source_problem", "save_dataset_atomically",
     "save_mined_dataset",
+    "CyclicOrder", "PairChoice", "TwinPairDataset", "TwoSourceDataset", "UnminedSourceError",
+    "build_two_source_dataset",
 ]

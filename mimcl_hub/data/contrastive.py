@@ -386,7 +386,8 @@ class ImageContrastiveDataset(_EpochMixin, torch.utils.data.Dataset):
 
 
 def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack items into a batch: ``view1``/``view2`` (B, 3, S, S) and, where any item has them,
+    """Stack items into a batch: ``view1``/``view2`` (B, 3, S, S), ``view_index`` (B,) int64 when every item
+    has one (the view rows of a :class:`~mimcl_hub.data.two_sources.TwoSourceDataset`) and, where any item has them,
     ``twin_a``/``twin_b`` (B, [K,] 3, S, S), ``twin_valid`` (B[, K]) bool, ``twin_index`` (the flat (item, k)
     positions of the valid pairs, int64) and ``twin_count`` (their number, a Python int), so the training loop
     selects pairs without reading the device. An item without twin keys (e.g. from an image dataset in a
@@ -398,6 +399,8 @@ def collate_contrastive(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, t
         if missing:
             raise ValueError(f"collate_contrastive: item {i} has no {missing} (keys: {sorted(item)})")
     batch = {k: torch.stack([item[k] for item in items]) for k in _VIEW_KEYS}
+    if all("view_index" in item for item in items):          # provenance (TwoSourceDataset): the view rows
+        batch["view_index"] = torch.stack([item["view_index"] for item in items])
     with_twins = [item for item in items if "twin_a" in item]
     if with_twins:
         ref = with_twins[0]

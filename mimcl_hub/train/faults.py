@@ -9,6 +9,7 @@ hot path::
     train(config, faults=FaultPlan(desync_at_step=2))               # process 1 perturbs a weight after step 2
     train(config, faults=FaultPlan(sigterm_at_step=3))              # SIGTERM to itself after step 3
     train(config, faults=FaultPlan(after_step=callback))            # callback(step) after every optimizer step
+    train(config, faults=FaultPlan(record_batches="/tmp/seen"))      # each process logs the view rows it trains on
 
 Steps count optimizer steps from 1 (the step being taken), as ``TrainingState.step`` after it.
 Subprocess tests build the plan in a small script (``tests/train_with_faults.py``).
@@ -38,6 +39,9 @@ class FaultPlan:
         desync_at_step: after this step, process 1 adds 1e-3 to one backbone weight (the sync check must fire).
         sigterm_at_step: after this step, the process sends itself SIGTERM (what Slurm sends before a kill).
         after_step: called with the step number after every optimizer step (observation, e.g. counters).
+        record_batches: a folder; process ``p`` appends one JSON line per micro-batch to ``process-<p>.jsonl``:
+            ``{"step", "epoch", "batch", "view_index"}`` (the batch's ``view_index``, the view rows of a
+            two-source dataset; absent for other datasets) — observation of how the data is split by process.
     """
 
     nan_loss_at_step: Optional[int] = None
@@ -45,6 +49,7 @@ class FaultPlan:
     desync_at_step: Optional[int] = None
     sigterm_at_step: Optional[int] = None
     after_step: Optional[Callable[[int], None]] = None
+    record_batches: Optional[str] = None
 
     def loss(self, loss: torch.Tensor, step: int) -> torch.Tensor:
         """``loss`` with the planned NaN applied at ``nan_loss_at_step``."""
@@ -54,6 +59,18 @@ class FaultPlan:
         """The hook ``save_checkpoint`` calls between writing and publishing a checkpoint."""
         if step == self.kill_in_checkpoint_at_step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def batch_seen(self, batch: dict, state, process_index: int) -> None:
+        """Observation of a micro-batch before its step (``record_batches``)."""
+        if self.record_batches is None:
+            return
+        import json
+
+        os.makedirs(self.record_batches, exist_ok=True)
+        rows = batch["view_index"].tolist() if "view_index" in batch else None
+        with open(os.path.join(self.record_batches, f"process-{process_index}.jsonl"), "a") as f:
+            f.write(json.dumps({"step": state.step + 1, "epoch": state.epoch, "batch": state.batch_in_epoch,
+                                "view_index": rows}) + "\n")
 
     def step_done(self, step: int, backbone: nn.Module, process_index: int) -> None:
         """Faults and observation after optimizer step ``step``."""

@@ -5,9 +5,9 @@
 1. **Setup** (:func:`_setup`) — the Accelerator (:mod:`.processes`; CPU threads per process, :mod:`.threads`);
    where to start (resume a checkpoint that matches this run, or refuse to mix with an earlier run); the
    backbone (``create_backbone``, SyncBatchNorm only for multi-GPU DDP) and the InfoAug objective (momentum
-   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data
-   (``build_train_dataset``, a shuffled DataLoader with ``drop_last``: equal per-process batches, which the
-   cross-process gathers need); optimizer and warm-up + cosine schedule (:mod:`.optim`); ``prepare``; and, when
+   targets built *before* ``prepare``); a disk pre-flight; the kNN monitor; the training data (:mod:`.run_data`:
+   ``--train_dataset`` + ``--twin_dataset`` or the clips of ``--video_dataset``; a shuffled DataLoader with
+   ``drop_last``: equal per-process batches, which the cross-process gathers need); optimizer and warm-up + cosine schedule (:mod:`.optim`); ``prepare``; and, when
    resuming, ``load_state`` (small pickles first read with ``weights_only=True``) + the data position.
 2. **Loop** (:func:`_loop`) — per micro-batch: autocast forward, ``accumulate``, backward, clipping, optimizer and
    scheduler step; per optimizer step: ``objective.on_step_end`` (EMA targets, schedules), then logging, the kNN
@@ -35,7 +35,6 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .._atomic import atomic_write_text
 from ..errors import RunStopped
@@ -43,9 +42,10 @@ from ..hub.push import PushError
 from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
                          clean_stale_checkpoints, delete_checkpoint, estimate_run_bytes, latest_checkpoint,
                          list_checkpoints, resolve_checkpoint, run_lock, save_checkpoint)
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .control import LogWindow, NonFiniteWatch, StepControl
 from .encoder_folder import push_trained_encoder, save_trained_encoder
+from .run_data import build_dataset, make_loader
 from .faults import FaultPlan
 from .optim import apply_schedule, build_optimizer, lr_lambda
 from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main, tracker_config
@@ -222,27 +222,25 @@ def _setup(config: TrainConfig, accelerator, faults: FaultPlan) -> _Run:
     on_main(accelerator, lambda: check_free_space(out_dir, need, detail))
     monitor = on_main(accelerator, lambda: _load_monitor(config, data_cfg)) if config.eval_dataset != "none" else None
 
-    dataset = _build_dataset(config, accelerator, data_cfg)
+    dataset = build_dataset(config, accelerator, data_cfg)
     identity = data_identity(dataset)
     if resume_path is not None:
         check_resume_data(resume_path, identity)
-    # Workers outlive an epoch (the dataset reads the epoch from shared memory), so a new epoch does not wait
-    # for new workers to fork and fill the first batch (~50 ms per epoch here with one worker).
-    loader = DataLoader(dataset, batch_size=config.per_device_train_batch_size, shuffle=True, drop_last=True,
-                        collate_fn=_collate(), num_workers=config.dataloader_num_workers,
-                        persistent_workers=config.dataloader_num_workers > 0,
-                        pin_memory=accelerator.device.type == "cuda")
+    loader = make_loader(config, accelerator, dataset)
 
     optimizer = build_optimizer(config, backbone, objective)
     global_batch = config.per_device_train_batch_size * accelerator.num_processes
-    batches_per_epoch = len(dataset) // global_batch
+    batches_per_epoch = len(dataset) // global_batch if not config.streaming else 0   # a stream has no epochs
     steps_per_epoch = max(1, math.ceil(batches_per_epoch / config.gradient_accumulation_steps))
     max_steps = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * steps_per_epoch)
     schedule = lr_lambda(config.warmup_steps or math.ceil(config.warmup_ratio * max_steps), max_steps,
                          config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    backbone, objective, optimizer, loader, scheduler = accelerator.prepare(backbone, objective, optimizer, loader,
-                                                                            scheduler)
+    if config.streaming:        # the loader is prepared already (make_loader): never split by process twice
+        backbone, objective, optimizer, scheduler = accelerator.prepare(backbone, objective, optimizer, scheduler)
+    else:
+        backbone, objective, optimizer, loader, scheduler = accelerator.prepare(backbone, objective, optimizer, loader,
+                                                                                scheduler)
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
     if resume_path is not None:
@@ -313,6 +311,7 @@ def _loop(run: _Run) -> None:
 def _micro_step(run: _Run, batch: dict, control: StepControl) -> bool:
     """Forward / backward / optimizer step of one micro-batch; returns whether a process got SIGTERM."""
     config, accelerator, step = run.config, run.accelerator, run.state.step + 1
+    run.faults.batch_seen(batch, run.state, accelerator.process_index)
     views = tuple(batch[k].contiguous(memory_format=run.memory_format) for k in ("view1", "view2"))
     uses_mi = run.plain_objective.uses_mi_branch
     n_twins, stop = control.agree(int(batch.get("twin_count", 0)) if uses_mi else 0)
@@ -399,7 +398,8 @@ def _finish(run: _Run) -> TrainResult:
     if knn_metrics:
         run.log({f"final/{k}": v for k, v in knn_metrics.items()})
     runtime = time.time() - run.t_start
-    epoch = round(state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), 4)
+    epoch = round(state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), 4) if run.batches_per_epoch \
+        else float(state.epoch)
     metrics = {"train_loss": run.train_loss, "global_step": state.step, "epoch": epoch,
                "train_runtime": round(runtime, 2), **knn_metrics}
     encoder_dir = hub_url = None
@@ -480,30 +480,3 @@ def _load_monitor(config: TrainConfig, data_cfg: dict):
     return KNNMonitor(knn_train, knn_test, k=config.knn_k, T=config.knn_temperature,
                       autocast_dtype=torch.bfloat16 if config.mixed_precision == "bf16" else None,
                       channels_last=config.channels_last, name=config.eval_dataset)
-
-
-def _build_dataset(config: TrainConfig, accelerator, data_cfg: dict):
-    from ..data import AugmentConfig, build_train_dataset
-
-    augment = AugmentConfig(img_size=config.img_size, mean=tuple(data_cfg["mean"]), std=tuple(data_cfg["std"]))
-    with accelerator.main_process_first():     # the first process mines / caches, the others load the cache
-        dataset = build_train_dataset(config.video_dataset, config.twin_mode, augment, config.seed,
-                                      image_column=config.image_column, max_side=config.max_side)
-    if len(dataset) < config.per_device_train_batch_size * accelerator.num_processes:
-        raise ConfigError(f"invalid training configuration:\n  --per_device_train_batch_size: the training set has "
-                          f"{len(dataset)} items, fewer than one global batch ({config.per_device_train_batch_size} x "
-                          f"{accelerator.num_processes} processes)")
-    batches = len(dataset) // (config.per_device_train_batch_size * accelerator.num_processes)
-    if batches < config.gradient_accumulation_steps:      # the epoch would end an accumulation early, every time
-        raise ConfigError(f"invalid training configuration:\n  --gradient_accumulation_steps: "
-                          f"{config.gradient_accumulation_steps} micro-batches per optimizer step, but an epoch of the "
-                          f"training set ({len(dataset)} items) has only {batches} batches of "
-                          f"{config.per_device_train_batch_size} x {accelerator.num_processes} processes; use at most "
-                          f"{batches} (or a smaller --per_device_train_batch_size)")
-    return dataset
-
-
-def _collate():
-    from ..data import collate_contrastive
-
-    return collate_contrastive

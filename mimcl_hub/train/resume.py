@@ -3,7 +3,8 @@
 A checkpoint's marker (``mimcl_checkpoint.json``) records the *resolved* configuration of the run that wrote it
 (:func:`resume_settings`: every :class:`~mimcl_hub.train.config.TrainConfig` field except the ones a resumed run
 may change, with paths made absolute and defaults filled in) and the identity of its training data
-(:func:`data_identity`: source, ``datasets`` fingerprint, number of items). A resumed run refuses any other
+(:func:`data_identity`: source, ``datasets`` fingerprint, number of items; for ``--train_dataset`` +
+``--twin_dataset`` both sources' fingerprints and sizes). A resumed run refuses any other
 value — naming the setting and both values — because a changed data source would be mixed in at the saved batch
 position of the other data, and a changed head width, optimizer or precision would not fit the saved state.
 
@@ -48,15 +49,22 @@ def resume_settings(config) -> dict[str, Any]:
     out = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in RESUMABLE}
     out["mi_objective"] = config.mi_objective_name
     out["twin_batch_size"] = config.twin_batch_size or config.per_device_train_batch_size
-    out["video_dataset"] = _resolved_source(config.video_dataset)
+    for name in ("video_dataset", "train_dataset", "twin_dataset"):
+        out[name] = _resolved_source(getattr(config, name))
     view_kwargs, mi_kwargs = config.objective_kwargs()
     out["objective_args"], out["mi_objective_args"] = view_kwargs, mi_kwargs
     return out
 
 
 def data_identity(dataset) -> dict[str, Any]:
-    """``{"fingerprint", "items"}`` of a training dataset: the ``datasets`` fingerprint of what it reads (the
-    ``fingerprint`` attribute of the contrastive datasets) and its number of items."""
+    """What a resumed run's training data must match: the dataset's own ``data_identity()`` when it has one (a
+    :class:`~mimcl_hub.data.two_sources.TwoSourceDataset`: the view images' fingerprint and count, the twin
+    source's fingerprint, rows and pairs, twin_mode and pairs per item), else ``{"fingerprint", "items"}``: the
+    ``datasets`` fingerprint of what it reads (the ``fingerprint`` attribute of the contrastive datasets) and its
+    number of items."""
+    own = getattr(dataset, "data_identity", None)
+    if callable(own):
+        return dict(own())
     return {"fingerprint": getattr(dataset, "fingerprint", None), "items": len(dataset)}
 
 
