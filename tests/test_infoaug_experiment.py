@@ -173,7 +173,7 @@ def _plan(*argv):
 def test_paper_preset_is_a_valid_gpu_configuration(tmp_path):
     from mimcl_hub.train import TrainConfig, parse_config
 
-    plan = _plan("--preset", "paper", "--video_dataset", "some-org/some-videos", "--output_dir", str(tmp_path))
+    plan = _plan("--preset", "paper", "--twin_dataset", "some-org/some-mined-pairs", "--output_dir", str(tmp_path))
     assert plan["objectives"] == ["simclr", "moco", "byol", "simsiam", "barlow_twins", "vicreg", "dino"]
     assert len(plan["runs"]) == 7 * 3 * 3
     assert plan["eval"]["datasets"] == ["uoft-cs/cifar10", "uoft-cs/cifar100", "tanganke/stl10"]
@@ -182,7 +182,9 @@ def test_paper_preset_is_a_valid_gpu_configuration(tmp_path):
         cfg = TrainConfig(**run["config"])
         assert cfg.model_name == "resnet18_cifar" and cfg.img_size == 32
         assert cfg.per_device_train_batch_size == 256 and cfg.max_steps == -1 and cfg.num_train_epochs >= 800
-        assert cfg.video_dataset == "some-org/some-videos" and cfg.twin_mode == run["twin_mode"]
+        assert cfg.video_dataset is None and cfg.twin_mode == run["twin_mode"]
+        assert (cfg.train_dataset, cfg.train_image_column) == ("uoft-cs/cifar10", "img")     # solo-learn's setting
+        assert cfg.twin_dataset == "some-org/some-mined-pairs"
         assert cfg.mi_objective_name == cfg.objective
     byol = next(r["config"] for r in plan["runs"] if r["objective"] == "byol")
     assert (byol["optimizer"], byol["learning_rate"]) == ("lars", 1.0)
@@ -192,7 +194,7 @@ def test_paper_preset_is_a_valid_gpu_configuration(tmp_path):
     assert parse_config([str(path)]) == TrainConfig(**plan["runs"][0]["config"])
     # multi-GPU: a per-device batch and a launcher
     (tmp_path / "mined").mkdir()
-    plan = _plan("--preset", "paper", "--video_dataset", str(tmp_path / "mined"), "--per_device_train_batch_size", "64",
+    plan = _plan("--preset", "paper", "--twin_dataset", str(tmp_path / "mined"), "--per_device_train_batch_size", "64",
                  "--launcher", "accelerate launch --multi_gpu --num_processes 4", "--objectives", "byol,dino",
                  "--num_train_epochs", "200")
     assert {r["config"]["per_device_train_batch_size"] for r in plan["runs"]} == {64}
@@ -201,7 +203,7 @@ def test_paper_preset_is_a_valid_gpu_configuration(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--preset", "paper"], "--video_dataset is required"),
+    (["--preset", "paper"], "--twin_dataset is required"),
     (["--tiny", "--objectives", "simclrr"], "unknown ['simclrr']"),
     (["--tiny", "--modes", "mi,random"], "must include 'none'"),
     (["--tiny", "--train_args", '{"seed": 3}'], "seed is set by the experiment"),
