@@ -8,7 +8,8 @@ HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin 
 (patch crops materialised while mining, so training reads twin pairs without videos), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
-set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).
+set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset), ``shards`` (sharded,
+resumable, distributed mining into a Hub-style Parquet folder: what ``mimcl mine`` writes).
 """
 
 from .augment import AugmentConfig
@@ -28,6 +29,7 @@ from .sources import (
     load_clip_frames,
     video_clips,
 )
+from .shards import is_mined_folder, load_mined_folder, mine_folder, mined_folder_problem, open_streaming_clips
 from .store import save_dataset_atomically, save_mined_dataset
 from .video import decode_video, detect_shot_cuts, frame_differences, scan_video, shot_windows
 
@@ -43,4 +45,5 @@ __all__ = [
     "default_video_dataset", "build_train_dataset",
     "load_clip_source", "open_source", "is_saved_dataset", "source_problem", "save_dataset_atomically",
     "save_mined_dataset",
+    "mine_folder", "mined_folder_problem", "is_mined_folder", "load_mined_folder", "open_streaming_clips",
 ]

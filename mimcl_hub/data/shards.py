@@ -1,0 +1,987 @@
+"""Sharded, resumable, distributed mining into a Hub-style Parquet dataset folder (what ``mimcl mine`` writes).
+
+The clip dataset is cut into K shards with ``datasets.distributed.split_dataset_by_node(clips, rank=i,
+world_size=K)`` (contiguous for a map-style dataset, so consecutive windows of one video stay together; every K-th
+example or a group of source files for an ``IterableDataset``). Each shard is mined with ``mine_dataset`` (or
+``IterableDataset.map(mine_twin_patches)`` with ``--streaming``) and written as one Parquet file, atomically. K
+does not depend on how many processes mine (default ``ceil(clips / CLIPS_PER_SHARD)``; with ``--streaming`` one
+shard per source file), so the folder is the same whoever mined it:
+
+- ``accelerate launch --num_processes N [multi-node flags] -m mimcl_hub.cli mine ...``: process r of N mines
+  shards r, r + N, r + 2N, ... (``accelerate.PartialState`` gives r and N; on a GPU each process runs the MI engine
+  on its own device). The processes only wait for each other on a ``gloo`` group with a timeout of
+  :data:`WAIT_TIMEOUT` (never on the NCCL group): after the main process has prepared the folder, and when all
+  shards are done; then the main process writes the card.
+- ``--num_shards K --shard_index I`` (job arrays): one shard, no ``torch.distributed``; the job that finds all K
+  shards done writes the card (every job that does writes the same card, atomically).
+- Rerunning the same command skips the finished shards and mines the others. A shard counts only once its
+  Parquet file is in ``data/``: it is written to a hidden temporary file, read back, recorded, then renamed, so a
+  kill never leaves a half shard that counts.
+
+Layout of the output folder DIR (``datasets.load_dataset(DIR, split="train")`` reads it; it ignores hidden
+names)::
+
+    DIR/README.md                                  the dataset card (``parquet_dataset_card``), written last
+    DIR/data/train-00000-of-00004.parquet          shard 0 of K = 4 (the Hub's naming)
+    DIR/.mimcl/mine.json                           run state: what defines this mine (:data:`RUN_FILE`)
+    DIR/.mimcl/shards/train-00000-of-00004.json    the record of each finished shard (rows, bytes, schema, report)
+    DIR/.mimcl/clips/                              the clip list of a source cut from video files (save_to_disk),
+                                                   so resuming and the other processes do not scan the videos again
+    DIR/.mimcl/cache/                              Arrow files of the shards being mined (deleted after each)
+
+``mine.json`` holds ``format``, ``source``, ``source_path``, ``streaming``, ``clip_options``, ``twin_options``
+(the ``TwinOptions`` fields and ``max_side``), ``crop_options``, ``num_shards``, ``num_clips`` and ``clips_digest``
+(sha256 of the clip ids; None with ``--streaming``). A run whose settings differ is refused, naming the flags.
+
+Public: :func:`mine_folder` (the whole run), :func:`finish_folder` (the card once every shard is done),
+:func:`mined_folder_problem` / :func:`is_mined_folder` (is DIR a complete mine?), :func:`load_mined_folder`,
+:func:`open_streaming_clips`, :func:`shard_file`, :func:`default_num_shards`, :func:`read_run_state`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import datasets
+
+from .._atomic import atomic_file, atomic_write_text, exclusive_folder
+from .._safety import check_number, looks_like_hub_id
+from ..errors import ClipError
+from .crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE, check_crop_options
+from .dataset_card import CARD_NAME, LAYOUT_PARQUET, local_source_path, parquet_dataset_card, read_mined_card
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CLIPS_PER_SHARD", "DATA_DIR", "STATE_DIR", "RUN_FILE", "WAIT_TIMEOUT", "MinedFolderError",
+           "default_num_shards", "shard_file", "read_run_state", "mine_folder", "finish_folder",
+           "mined_folder_problem", "is_mined_folder", "load_mined_folder", "open_streaming_clips"]
+
+#: Clips per shard when ``num_shards`` is not given: K = ceil(clips / CLIPS_PER_SHARD).
+CLIPS_PER_SHARD = 64
+#: Folder of the shards, and the hidden folder of the run state (``datasets`` ignores hidden names).
+DATA_DIR = "data"
+STATE_DIR = ".mimcl"
+#: The run state file inside ``STATE_DIR``.
+RUN_FILE = "mine.json"
+#: Version of the run state / folder layout.
+FORMAT = 1
+#: How long a process waits for the others (the ``gloo`` barrier's timeout): longer than any shard can take.
+WAIT_TIMEOUT = timedelta(days=7)
+#: Columns read back from a written shard for its report.
+_REPORT_COLUMNS = ("clip_id", "mine_error", "mine_reason", "twin_valid", "twin", "twin_options", "scan_error")
+#: Data-file suffixes ``--streaming`` opens as one file (builder name by suffix).
+_DATA_FILES = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".arrow": "arrow"}
+#: ``TwinOptions`` / option names -> the ``mimcl mine`` flag that sets them (for "what differs" messages).
+_FLAGS = {"compensate_camera": "--no_camera_compensation", "source": "SOURCE"}
+
+
+class MinedFolderError(ValueError):
+    """A mine output folder that cannot be used as it is: another mine's settings, a corrupt or foreign shard file,
+    a missing record. The message names the folder / file and what to do; nothing is deleted."""
+
+
+# ----------------------------------------------------------------------------------------------- names and state
+
+
+def default_num_shards(num_clips: int) -> int:
+    """``ceil(num_clips / CLIPS_PER_SHARD)`` (at least 1): the shard count when ``num_shards`` is not given."""
+    return max(1, math.ceil(num_clips / CLIPS_PER_SHARD))
+
+
+def _shard_name(index: int, num_shards: int) -> str:
+    return f"train-{index:05d}-of-{num_shards:05d}"
+
+
+def shard_file(index: int, num_shards: int) -> str:
+    """The path of shard ``index`` of ``num_shards`` inside the folder: ``data/train-00001-of-00004.parquet``."""
+    return f"{DATA_DIR}/{_shard_name(index, num_shards)}.parquet"
+
+
+def _state_path(output: Path, *parts: str) -> Path:
+    return output.joinpath(STATE_DIR, *parts)
+
+
+def _record_path(output: Path, index: int, num_shards: int) -> Path:
+    return _state_path(output, "shards", _shard_name(index, num_shards) + ".json")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MinedFolderError(f"{path}: the {what} cannot be read ({type(e).__name__}: {e}); it was written by "
+                               "`mimcl mine` and should not be edited — rerun with --overwrite (or a new --output) to "
+                               "mine again") from e
+    if not isinstance(value, dict):
+        raise MinedFolderError(f"{path}: the {what} is not a JSON object; rerun with --overwrite to mine again")
+    return value
+
+
+def read_run_state(output: Union[str, os.PathLike]) -> Optional[dict]:
+    """The run state (``DIR/.mimcl/mine.json``, see the module docstring) of a mine output folder, None when
+    ``output`` holds none. ``MinedFolderError`` for an unreadable one."""
+    path = _state_path(Path(output), RUN_FILE)
+    if not path.is_file():
+        return None
+    return _read_json(path, "run state")
+
+
+def _clips_digest(clips: datasets.Dataset) -> Optional[str]:
+    if "clip_id" not in clips.column_names:
+        return None
+    digest = hashlib.sha256()
+    for batch in clips.select_columns(["clip_id"]).iter(batch_size=4096):
+        digest.update("\n".join(str(c) for c in batch["clip_id"]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _flag(key: str) -> str:
+    return _FLAGS.get(key, f"--{key}")
+
+
+def _differences(state: dict, spec: dict) -> list[str]:
+    """``--flag A (this run: B)`` for each setting of ``spec`` that ``state`` recorded otherwise."""
+    out = []
+    if state.get("format") != FORMAT:
+        out.append(f"folder format {state.get('format')} (this version writes {FORMAT})")
+    theirs, ours = state.get("source_path") or state.get("source"), spec["source_path"] or spec["source"]
+    if theirs != ours:
+        out.append(f"SOURCE {state.get('source')!r} (this run: {spec['source']!r})")
+    if bool(state.get("streaming")) != spec["streaming"]:
+        out.append(f"--streaming {'on' if state.get('streaming') else 'off'} (this run: "
+                   f"{'on' if spec['streaming'] else 'off'})")
+    for group in ("clip_options", "twin_options", "crop_options"):
+        recorded, given = state.get(group) or {}, spec[group]
+        for key in sorted(set(recorded) | set(given)):
+            if recorded.get(key) != given.get(key):
+                out.append(f"{_flag(key)} {recorded.get(key)!r} (this run: {given.get(key)!r})")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+
+@dataclass
+class _Processes:
+    """Where this process stands: its rank among ``world`` processes (``local`` of them on this machine), the torch
+    device for the MI engine (None: ``find_twins``' default), and the ``gloo`` group to wait on (None alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local: int = 1
+    device: Optional[str] = None
+    group: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        """Wait for every process (a ``gloo`` barrier whose timeout is :data:`WAIT_TIMEOUT`); nothing when alone."""
+        if self.group is not None:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+
+def _processes(shard_index: Optional[int]) -> _Processes:
+    """This process's place: alone with ``shard_index`` (job arrays: no ``torch.distributed``), else from
+    ``accelerate.PartialState`` (``accelerate launch``, ``torchrun``; one process otherwise)."""
+    if shard_index is not None:
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            raise ValueError("--shard_index is for job arrays (one process per shard); under accelerate launch / "
+                             "torchrun leave it out: every process then mines its share of the --num_shards shards")
+        return _Processes()
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
+    device = str(state.device) if state.device is not None and state.device.type != "cpu" else None
+    group = None
+    if state.num_processes > 1:
+        import torch.distributed as dist
+
+        group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if state.num_processes > 1 else 1
+    return _Processes(state.process_index, state.num_processes, max(1, local), device, group)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+
+
+def _data_file_builder(path: str) -> Optional[str]:
+    lower = path.lower()
+    for suffix, builder in _DATA_FILES.items():
+        if lower.endswith(suffix) or lower.endswith(suffix + ".gz"):
+            return builder
+    return None
+
+
+def _find_video_feature(features: Optional[datasets.Features], video_column: Optional[str]) -> Optional[str]:
+    if not features:
+        return None
+    if video_column and video_column in features:
+        feature = features[video_column]
+        if isinstance(feature, datasets.Video) or (isinstance(feature, datasets.Value)
+                                                   and feature.dtype in ("string", "large_string")):
+            return video_column
+    for name, feature in features.items():
+        if isinstance(feature, datasets.Video):
+            return name
+    return None
+
+
+def _window_streamed_videos(batch: dict, *, video_column: str, feature, window: int) -> dict:
+    """Batched map over streamed video rows: each video -> its shot windows (``hf_video_clips`` of a one-row
+    dataset), clip ids named by the video's path; a video without a window is one row with its reason."""
+    from .sources import HF_CLIP_FEATURES, hf_video_clips
+
+    out: dict[str, list] = {name: [] for name in HF_CLIP_FEATURES}
+    for value in batch[video_column]:
+        name = (value.get("path") if isinstance(value, dict) else value) or "video"
+        one = datasets.Dataset.from_dict({video_column: [value]}, features=datasets.Features({video_column: feature}))
+        try:
+            rows = hf_video_clips(one, video_column=video_column, window=window, on_error="mark").to_list()
+        except ClipError as e:        # the only video of the batch gives no clip: one marked row
+            rows = [{"clip_id": "row0/x@0+0", "video": None, "start": 0, "num_frames": 0, "video_size": None,
+                     "scan_error": " ".join(str(e).split()), "scan_reason": e.reason, "video_bytes": None}]
+        for row in rows:
+            row["clip_id"] = f"{name}@{row['clip_id'].rsplit('@', 1)[-1]}"
+            row["source_row"] = None
+            for key in out:
+                out[key].append(row.get(key))
+    return out
+
+
+def open_streaming_clips(source: str, split: str = "train", video_column: str = "video", window: int = 24,
+                         limit: Optional[int] = None) -> datasets.IterableDataset:
+    """A clip ``IterableDataset`` for ``--streaming`` (nothing is downloaded first).
+
+    ``source``: a Hub dataset id or a local folder of data files (``datasets.load_dataset(source, split=split,
+    streaming=True)``), one data file (Parquet / JSON / CSV / Arrow), or a ``save_to_disk`` folder
+    (``to_iterable_dataset``, one shard per Arrow file). Rows that are clips (``frames``, ``video_bytes`` or
+    ``video`` + ``start`` + ``num_frames``) are mined as they are; a ``datasets.Video`` column (or ``video_column``
+    of paths) is cut into shot windows of ``window`` frames video by video, clip ids named by the video's path.
+    ``limit``: the first clips only. Raises ``ValueError`` / ``ClipError`` naming the source or its columns.
+    """
+    from .resolve import is_saved_dataset
+
+    check_number("window", window, 2, None, integer=True)
+    check_number("limit", limit, 1, None, integer=True, allow_none=True)
+    path = os.path.expanduser(source)
+    label = f"--streaming source {source!r}"
+    try:
+        if is_saved_dataset(path):
+            saved = datasets.load_from_disk(path)
+            if isinstance(saved, datasets.DatasetDict):
+                if split not in saved:
+                    raise ValueError(f"{label}: no split {split!r} (splits: {sorted(saved)})")
+                saved = saved[split]
+            ids = saved.to_iterable_dataset(num_shards=max(1, len(saved.cache_files)))
+        elif os.path.isdir(path):
+            ids = datasets.load_dataset(path, split=split, streaming=True)
+        elif os.path.isfile(path) and _data_file_builder(path):
+            ids = datasets.load_dataset(_data_file_builder(path), data_files=path, split="train", streaming=True)
+        elif os.path.exists(path):
+            raise ValueError(f"{label}: --streaming reads a Hub dataset id, a folder of data files, a Parquet / JSON / "
+                             "CSV / Arrow file or a saved dataset; mine a video file without --streaming")
+        elif looks_like_hub_id(source) and source not in ("bundled",) and not source.startswith("scenes"):
+            ids = datasets.load_dataset(source, split=split, streaming=True)
+        else:
+            raise ValueError(f"{label}: --streaming reads a Hub dataset id, a folder of data files or a saved "
+                             "dataset ('bundled' and 'scenes:N' are mined without --streaming)")
+    except (ValueError, ClipError):
+        raise
+    except Exception as e:       # no data files, offline, unknown id, no such split ...
+        raise ValueError(f"{label}: datasets cannot stream it ({type(e).__name__}: {e})") from e
+    if ids.features is None:
+        ids = ids._resolve_features()
+    columns = set(ids.features or {})
+    if not ("frames" in columns or "video_bytes" in columns or {"video", "start", "num_frames"} <= columns):
+        column = _find_video_feature(ids.features, video_column)
+        if column is None:
+            raise ClipError(f"{label}: no clip columns (frames, or video/start/num_frames, or video_bytes) and no "
+                            f"video column {video_column!r}; columns are {sorted(columns)} (set --video_column)",
+                            reason="missing_column")
+        from .sources import HF_CLIP_FEATURES
+
+        feature = ids.features[column]
+        if isinstance(feature, datasets.Video):
+            feature = datasets.Video(decode=False)
+            ids = ids.cast_column(column, feature)
+        ids = ids.map(_window_streamed_videos, batched=True, batch_size=1, remove_columns=sorted(columns),
+                      features=HF_CLIP_FEATURES, fn_kwargs=dict(video_column=column, feature=feature, window=window))
+    if limit is not None:
+        ids = ids.take(limit)
+    return ids
+
+
+def _is_lazy(clips: datasets.Dataset) -> bool:
+    """Clip rows that only point at files (no frames, no bytes): worth keeping in the run state (a rescan decodes
+    every video)."""
+    return "frames" not in clips.column_names and "video_bytes" not in clips.column_names
+
+
+# ----------------------------------------------------------------------------------------------- the folder
+
+
+def _check_existing(output: Path, spec: dict, num_shards: Optional[int], overwrite: bool) -> Optional[dict]:
+    """Before any work: an output that is a file, or a folder that is not a mine (unless ``overwrite``), or a mine
+    with other settings (unless ``overwrite``) is refused. Returns the run state of a mine to resume, else None."""
+    from .store import check_output_free
+
+    if os.path.lexists(output) and not output.is_dir():
+        check_output_free(output, overwrite)            # "exists and is not a folder"
+    if not output.exists() or overwrite:
+        return None
+    state = read_run_state(output)
+    if state is None:
+        check_output_free(output, overwrite)             # "already exists (pass --overwrite to replace it)"
+        return None
+    _refuse_other_mine(output, state, spec, num_shards)
+    return state
+
+
+def _refuse_other_mine(output: Path, state: dict, spec: dict, num_shards: Optional[int]) -> None:
+    recorded = state.get("num_shards")
+    if num_shards is not None and recorded != num_shards:
+        done = len(list((output / DATA_DIR).glob("train-*.parquet"))) if (output / DATA_DIR).is_dir() else 0
+        raise MinedFolderError(
+            f"{output} already exists and holds {done} of the {recorded} shards of a mine with --num_shards "
+            f"{recorded} (this run: --num_shards {num_shards}); rerun with --num_shards {recorded} to resume it, pass "
+            "--overwrite to replace it, or choose a new --output (nothing was changed)")
+    differ = _differences(state, spec)
+    if differ:
+        raise MinedFolderError(
+            f"{output} already exists and holds a mine with other settings: {'; '.join(differ)}; rerun with the same "
+            "settings to resume it, pass --overwrite to replace it, or choose a new --output (nothing was changed)")
+
+
+def _remove_folder(output: Path) -> None:
+    """``--overwrite``: move the old folder aside (one rename), then delete it (gone already: nothing to do)."""
+    aside = output.parent / f".old-{output.name}-{os.getpid()}"
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.replace(output, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, streaming: bool,
+             created: list) -> tuple:
+    """``(clips, run state)`` of this mine: the folder is created (run state, clip list) when it does not exist —
+    by exactly one process when several start at once; ``created`` gets ``True`` appended then —, else its run
+    state is checked against ``spec`` and the clip list read back (or built again and compared)."""
+    state = read_run_state(output)
+    clips = None
+    if state is None:
+        clips = build_clips()
+        if not streaming and len(clips) == 0:
+            raise ClipError(f"the clip source {spec['source']!r} gave no clips: nothing to mine (nothing was written)",
+                            reason="too_few_frames")
+        count = None if streaming else len(clips)
+        if num_shards is None:
+            num_shards = max(1, clips.num_shards) if streaming else default_num_shards(count)
+        if count is not None and num_shards > count:
+            raise ValueError(f"--num_shards {num_shards} is more than the {count} clips of {spec['source']!r}: every "
+                             f"shard needs a clip; use --num_shards {count} or fewer")
+        state = {"format": FORMAT, **spec, "num_shards": num_shards, "num_clips": count,
+                 "clips_digest": None if streaming else _clips_digest(clips)}
+        try:
+            with _naming_output(output), exclusive_folder(output) as tmp:
+                (tmp / DATA_DIR).mkdir()
+                _state_path(tmp, "shards").mkdir(parents=True)
+                if not streaming and _is_lazy(clips):
+                    clips.save_to_disk(str(_state_path(tmp, "clips")))
+                (_state_path(tmp, RUN_FILE)).write_text(json.dumps(state, indent=2, sort_keys=True))
+            created.append(True)
+            logger.info("mining %s clips from %s in %d shards into %s", count if count is not None else "streamed",
+                        spec["source"], num_shards, output)
+            return clips, state
+        except FileExistsError:      # another process created it meanwhile: resume theirs if it is the same mine
+            state = read_run_state(output)
+            if state is None:
+                from .store import check_output_free
+
+                check_output_free(output, False)
+                raise
+    _refuse_other_mine(output, state, spec, num_shards)
+    if not streaming:
+        saved = _state_path(output, "clips")
+        if clips is None and saved.is_dir():
+            clips = datasets.load_from_disk(str(saved))
+        elif clips is None:
+            clips = build_clips()
+        if len(clips) != state.get("num_clips") or _clips_digest(clips) != state.get("clips_digest"):
+            raise MinedFolderError(
+                f"{output} holds a mine of {state.get('num_clips')} clips of {spec['source']!r}, but the source now "
+                f"gives {len(clips)} clips{' with other clip ids' if len(clips) == state.get('num_clips') else ''}: it "
+                "changed since the mine started; pass --overwrite to mine it again, or choose a new --output")
+    elif clips is None:
+        clips = build_clips()
+    logger.info("mining %s clips from %s in %d shards into %s (shards already finished are skipped)",
+                state.get("num_clips") if not streaming else "streamed", spec["source"], state["num_shards"], output)
+    return clips, state
+
+
+class _naming_output:
+    """Re-raise an ``OSError`` with an errno (a full or read-only disk) from the block as one naming ``output``
+    and saying that nothing was written there (the block wrote to a temporary place only)."""
+
+    def __init__(self, output: Path):
+        self.output = output
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, OSError) and error.errno and not isinstance(error, FileExistsError):
+            raise type(error)(error.errno, f"{error.strerror}: cannot write the dataset to {self.output} (nothing was "
+                                           "written)") from error
+        return False
+
+
+def _contiguous_range(count: int, index: int, num_shards: int) -> tuple[int, int]:
+    """Rows [start, end) of shard ``index`` of a map-style dataset of ``count`` rows, as ``Dataset.shard(...,
+    contiguous=True)`` (``split_dataset_by_node``) cuts it."""
+    div, mod = divmod(count, num_shards)
+    start = div * index + min(index, mod)
+    return start, start + div + (1 if index < mod else 0)
+
+
+def _schema_digest(schema) -> str:
+    return hashlib.sha256(str(schema.remove_metadata()).encode()).hexdigest()
+
+
+def _corrupt(output: Path, index: int, num_shards: int, why: str) -> MinedFolderError:
+    path = output / shard_file(index, num_shards)
+    record = _record_path(output, index, num_shards)
+    return MinedFolderError(
+        f"{path}: {why}; it does not count as mined. Move it (and {record}) away and rerun the same command to mine "
+        "that shard again (the other shards are kept), or rerun with --overwrite to mine everything again")
+
+
+def _finished(output: Path, index: int, num_shards: int, schema_digest: Optional[str] = None) -> Optional[dict]:
+    """The record of shard ``index`` when its file is in ``data/`` and matches the record (size, Parquet footer,
+    rows, schema); None when the shard is not done. ``MinedFolderError`` naming the file when it is there but does
+    not match (corrupt, truncated, replaced, or a file this mine did not write)."""
+    import pyarrow.parquet as pq
+
+    path = output / shard_file(index, num_shards)
+    if not path.is_file():
+        return None
+    record_path = _record_path(output, index, num_shards)
+    if not record_path.is_file():
+        raise _corrupt(output, index, num_shards, f"this mine has no record of it ({record_path} is missing): it was "
+                                                  "not written by this mine")
+    record = _read_json(record_path, "shard record")
+    size = path.stat().st_size
+    if size != record.get("bytes"):
+        raise _corrupt(output, index, num_shards, f"it has {size} bytes, the run state recorded {record.get('bytes')} "
+                                                  "(truncated or replaced)")
+    try:
+        meta = pq.read_metadata(path)
+        digest = _schema_digest(pq.read_schema(path))
+    except Exception as e:   # not Parquet, a broken footer
+        raise _corrupt(output, index, num_shards, f"not readable as Parquet ({type(e).__name__}: {e})") from e
+    if meta.num_rows != record.get("rows"):
+        raise _corrupt(output, index, num_shards, f"it has {meta.num_rows} rows, the run state recorded "
+                                                  f"{record.get('rows')}")
+    if digest != record.get("schema") or (schema_digest is not None and digest != schema_digest):
+        raise _corrupt(output, index, num_shards, "its columns differ from the ones this mine writes")
+    return record
+
+
+def _shard_report(path: Path, offset: Optional[int]) -> dict:
+    """The mining report of one written shard, read back from the file (``mining_report`` of its small columns) plus
+    its failed rows ``[row, clip_id, reason, message]`` (``row`` within the shard)."""
+    import pyarrow.parquet as pq
+
+    from .mining import mining_report
+
+    names = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[c for c in _REPORT_COLUMNS if c in names])
+    part = datasets.Dataset(table)
+    report = mining_report(part)
+    failed = []
+    if report["errors"]:
+        ids = part["clip_id"] if "clip_id" in part.column_names else [""] * len(part)
+        reasons = part["mine_reason"] if "mine_reason" in part.column_names else [""] * len(part)
+        failed = [[int(row), ids[row] or "", reasons[row] or "bad_clip", message]
+                  for row, message in report["errors"].items()]
+    report.pop("errors")
+    return {"report": report, "failed": failed, "first_row": offset}
+
+
+def _write_parquet(mined, features: datasets.Features, path: Path) -> int:
+    """Stream ``mined`` (a ``Dataset`` or ``IterableDataset``) into one Parquet file with ``features``' schema (the
+    ``huggingface`` metadata included, so ``load_dataset`` restores the ``Image`` columns); row groups of
+    ``get_writer_batch_size_from_features`` rows (100 with image columns). Returns the rows written."""
+    import pyarrow.parquet as pq
+    from datasets.arrow_writer import get_writer_batch_size_from_features
+    from datasets.table import table_cast
+
+    schema = features.arrow_schema
+    batch = get_writer_batch_size_from_features(features) or 1000
+    rows = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for table in mined.with_format("arrow").iter(batch_size=batch):
+            table = table_cast(table, schema)
+            writer.write_table(table)
+            rows += table.num_rows
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    return rows
+
+
+def _remove_stale(output: Path, index: int, num_shards: int) -> None:
+    """Temporary shard files and map caches of shard ``index`` left by a killed run (only this process mines it)."""
+    name = _shard_name(index, num_shards)
+    for folder, prefix in ((output / DATA_DIR, f".tmp-{name}.parquet-"), (_state_path(output, "cache"), name)):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.name.startswith(prefix):
+                    path.unlink(missing_ok=True)
+
+
+@dataclass
+class _MineSettings:
+    """What mining one shard needs besides the shard."""
+
+    num_proc: Optional[int]
+    batch_size: int
+    max_side: Optional[int]
+    strict: bool
+    crop_size: Optional[int]
+    crop_frames: int
+    crop_context: float
+    device: Optional[str]
+    num_threads: Optional[int]
+    twin_options: dict
+
+
+def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _MineSettings, streaming: bool,
+                features: datasets.Features) -> dict:
+    """Mine shard ``index`` and publish it (temporary file -> read back -> record -> rename). Returns its record."""
+    from datasets.distributed import split_dataset_by_node
+
+    from .mining import mine_dataset, mine_twin_patches
+    from .decoding import close_reader, intra_op_threads
+
+    _remove_stale(output, index, num_shards)
+    name = _shard_name(index, num_shards)
+    shard = split_dataset_by_node(clips, rank=index, world_size=num_shards)
+    started = time.perf_counter()
+    desc = f"mining shard {index + 1}/{num_shards}"
+    crops = dict(crop_size=settings.crop_size, crop_frames=settings.crop_frames,
+                 crop_context=settings.crop_context) if settings.crop_size else {}
+    cache = _state_path(output, "cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        if streaming:
+            fn_kwargs = dict(max_side=settings.max_side, strict=settings.strict, **crops, **settings.twin_options)
+            if settings.device is not None:
+                fn_kwargs["device"] = settings.device
+            if settings.num_threads is not None:
+                fn_kwargs["num_threads"] = settings.num_threads
+            mined = shard.map(mine_twin_patches, batched=True, batch_size=settings.batch_size, with_indices=True,
+                              fn_kwargs=fn_kwargs, features=features)
+            offset = None
+        else:
+            offset, end = _contiguous_range(len(clips), index, num_shards)
+            if len(shard) != end - offset:     # split_dataset_by_node must cut contiguous shards
+                raise RuntimeError(f"shard {index} of {num_shards} has {len(shard)} rows, expected {end - offset}")
+            logger.info("%s: clips %d..%d", desc, offset, end - 1)
+            mined = mine_dataset(shard, num_proc=settings.num_proc, batch_size=settings.batch_size,
+                                 max_side=settings.max_side, strict=settings.strict, desc=desc,
+                                 num_threads=settings.num_threads, device=settings.device, row_offset=offset,
+                                 cache_file_name=str(cache / f"{name}.arrow"), **crops, **settings.twin_options)
+        path = output / shard_file(index, num_shards)
+        with atomic_file(path) as tmp:
+            with intra_op_threads(settings.num_threads if streaming else None):
+                try:
+                    rows = _write_parquet(mined, features, tmp)
+                finally:
+                    close_reader()
+            import pyarrow.parquet as pq
+
+            record = {"index": index, "num_shards": num_shards, "file": shard_file(index, num_shards), "rows": rows,
+                      "bytes": tmp.stat().st_size, "schema": _schema_digest(pq.read_schema(tmp)),
+                      "seconds": round(time.perf_counter() - started, 3), **_shard_report(tmp, offset)}
+            if pq.read_metadata(tmp).num_rows != rows:
+                raise OSError(f"{tmp}: the Parquet file written holds {pq.read_metadata(tmp).num_rows} rows, not {rows}")
+            atomic_write_text(_record_path(output, index, num_shards), json.dumps(record, indent=1, sort_keys=True))
+        logger.info("%s: %d rows, %d bytes, %.1f s", desc, rows, record["bytes"], record["seconds"])
+        return record
+    except ClipError as e:
+        if streaming and settings.strict:
+            raise ClipError(f"shard {index} of {num_shards} (--streaming): {e}", reason=e.reason) from e
+        raise
+    finally:
+        for path in (cache.iterdir() if cache.is_dir() else []):
+            if path.name.startswith(name):
+                path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------- finishing
+
+
+def _aggregate(records: list[Optional[dict]]) -> tuple[dict, list]:
+    """The mining report over the finished shards (in shard order; rows numbered as in the whole folder) and the
+    failed rows ``(row, clip_id, reason, message)``."""
+    total = {"clips": 0, "mined": 0, "failed": 0, "failed_by_reason": {}, "errors": {}, "bad_files": 0,
+             "patches": 0, "valid_patches": 0, "twins": 0, "twin_options": []}
+    failed = []
+    row = 0
+    for record in records:
+        if record is None:
+            continue
+        report = record["report"]
+        for key in ("clips", "mined", "failed", "bad_files", "patches", "valid_patches", "twins"):
+            total[key] += int(report.get(key, 0))
+        for reason, count in report.get("failed_by_reason", {}).items():
+            total["failed_by_reason"][reason] = total["failed_by_reason"].get(reason, 0) + int(count)
+        for option in report.get("twin_options", []):
+            if option not in total["twin_options"]:
+                total["twin_options"].append(option)
+        for local, clip_id, reason, message in record.get("failed", []):
+            total["errors"][row + int(local)] = message
+            failed.append((row + int(local), clip_id, reason, message))
+        row += int(record["rows"])
+    total["failed_by_reason"] = dict(sorted(total["failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return total, failed
+
+
+def finish_folder(output: Union[str, os.PathLike]) -> dict:
+    """Check every shard of the mine in ``output`` and, when all are done, write its dataset card (``README.md``,
+    atomically; the same card whoever writes it, so every process or job that finds the mine complete may).
+
+    Returns the mining report over the shards done so far (rows numbered as in the whole folder) plus ``output``,
+    ``num_shards``, ``shards_done``, ``shards_missing`` and ``complete``. Raises ``MinedFolderError`` for a corrupt
+    or foreign shard file (naming it; nothing is deleted) and ``ClipError`` when the mine is complete but not one clip
+    could be mined (the folder is then removed: it holds nothing usable)."""
+    output = Path(output).absolute()
+    state = read_run_state(output)
+    if state is None:
+        raise MinedFolderError(f"{output}: not a mimcl mine output folder (no {STATE_DIR}/{RUN_FILE})")
+    num_shards = int(state["num_shards"])
+    expected = {Path(shard_file(i, num_shards)).name for i in range(num_shards)}
+    strays = sorted(p.name for p in (output / DATA_DIR).glob("*.parquet") if p.name not in expected)
+    if strays:
+        raise MinedFolderError(f"{output / DATA_DIR} holds Parquet files that are not shards of this mine of "
+                               f"{num_shards} shards: {', '.join(strays[:5])}; move them away (load_dataset would read "
+                               "them as rows of this dataset)")
+    records: list[Optional[dict]] = []
+    digest = None
+    for index in range(num_shards):
+        record = _finished(output, index, num_shards, digest)
+        digest = digest or (record or {}).get("schema")
+        records.append(record)
+    report, failed = _aggregate(records)
+    done = [i for i, r in enumerate(records) if r is not None]
+    missing = [i for i, r in enumerate(records) if r is None]
+    report.update(output=str(output), num_shards=num_shards, shards_done=len(done), shards_missing=missing,
+                  complete=not missing)
+    if missing:
+        return report
+    if report["mined"] == 0:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in report["failed_by_reason"].items())
+        first = "; ".join(f"row {row}: {message} [{reason}]" for row, _, reason, message in failed[:8])
+        _remove_folder(output)
+        raise ClipError(" ".join(f"none of the {report['clips']} clips could be mined ({reasons or 'no clips'}): "
+                                 f"{first}; nothing was written to {output}".split()),
+                        reason=next(iter(report["failed_by_reason"]), "too_few_frames"))
+    card = parquet_dataset_card(state["source"], report, failed, clip_options=state.get("clip_options"),
+                                crop_options=state.get("crop_options"),
+                                shard_rows=[r["rows"] for r in records], shard_bytes=[r["bytes"] for r in records],
+                                streaming=bool(state.get("streaming")), source_path=state.get("source_path"))
+    text = str(card)
+    path = output / CARD_NAME
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+
+def mine_folder(
+    source: str,
+    output: Union[str, os.PathLike],
+    *,
+    window: int = 24,
+    video_column: str = "video",
+    split: str = "train",
+    limit: Optional[int] = None,
+    seed: int = 0,
+    streaming: bool = False,
+    num_shards: Optional[int] = None,
+    shard_index: Optional[int] = None,
+    overwrite: bool = False,
+    num_proc: Optional[int] = None,
+    batch_size: int = 4,
+    max_side: Optional[int] = 320,
+    strict: bool = False,
+    crop_size: Optional[int] = DEFAULT_CROP_SIZE,
+    crop_frames: int = DEFAULT_CROP_FRAMES,
+    crop_context: float = DEFAULT_CROP_CONTEXT,
+    device: Optional[str] = None,
+    **twin_options,
+) -> dict:
+    """Mine ``source`` into the Hub-style Parquet folder ``output`` (see the module docstring): what ``mimcl mine``
+    runs, in every process of an ``accelerate launch`` or in one job of an array.
+
+    Args:
+        source, window, video_column, split, limit, seed: the clip source and how it is cut
+            (``load_clip_source``; with ``streaming``, :func:`open_streaming_clips`).
+        output: the folder. A new one is created; an existing mine with the same settings is resumed (its finished
+            shards are skipped); anything else is refused unless ``overwrite`` (which replaces it first).
+        streaming: read the source as an ``IterableDataset`` (nothing downloaded first).
+        num_shards: K (default: the folder's when resuming, else ``ceil(clips / 64)``, with ``streaming`` the
+            source's number of files). shard_index: mine only this shard (job arrays; needs ``num_shards``).
+        num_proc, batch_size, max_side, strict, crop_size, crop_frames, crop_context, **twin_options: as for
+            ``mine_dataset`` (``crop_size`` None or 0: no crop columns).
+        device: torch device of the MI engine (default: this process's accelerator under ``accelerate launch`` on
+            GPUs, else ``find_twins``' default).
+
+    Returns:
+        :func:`finish_folder`'s report (complete or not) plus ``shards_mined`` / ``shards_skipped`` (by this
+        process) and ``rank`` / ``processes``. Under several processes only the main one returns the complete
+        report (after all shards are done); the others return theirs without waiting for the card.
+
+    Raises:
+        ValueError (``MinedFolderError``, ``ClipError``) for bad settings, another mine in ``output``, a corrupt
+        shard, a source with no clips; ``FileExistsError`` for an output that is a file or a folder that is not a
+        mine. When a run fails before any shard is finished, a folder it created is removed again.
+    """
+    from ..mi.twins import TwinOptions
+
+    check_number("num_shards", num_shards, 1, None, integer=True, allow_none=True)
+    check_number("shard_index", shard_index, 0, None, integer=True, allow_none=True)
+    check_number("batch_size", batch_size, 1, None, integer=True)
+    check_number("num_proc", num_proc, 1, None, integer=True, allow_none=True)
+    options = TwinOptions.from_kwargs(**twin_options)
+    crop_size = crop_size or None
+    check_crop_options(crop_size, crop_frames, crop_context)
+    if shard_index is not None:
+        if num_shards is None:
+            raise ValueError("--shard_index needs --num_shards (the same K in every job of the array)")
+        if shard_index >= num_shards:
+            raise ValueError(f"--shard_index {shard_index} is out of range for --num_shards {num_shards} "
+                             f"(0..{num_shards - 1})")
+        if overwrite:
+            raise ValueError("--overwrite with --shard_index would delete the shards of the other jobs; remove the "
+                             "output folder once before starting the array instead")
+    output = Path(os.path.abspath(os.fspath(output)))
+    spec = {
+        "source": source, "source_path": local_source_path(source), "streaming": bool(streaming),
+        "clip_options": dict(window=window, limit=limit, split=split, video_column=video_column, seed=seed),
+        "twin_options": {**asdict(options), "max_side": max_side},
+        "crop_options": dict(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context),
+    }
+    procs = _processes(shard_index)
+
+    def build_clips():
+        if streaming:
+            return open_streaming_clips(source, split=split, video_column=video_column, window=window, limit=limit)
+        from .resolve import load_clip_source
+
+        return load_clip_source(source, window=window, video_column=video_column, split=split, limit=limit, seed=seed)
+
+    created: list[bool] = []                           # [True] once this process has created the folder
+    mined: list[int] = []
+    skipped: list[int] = []
+    try:
+        if procs.is_main:
+            _check_existing(output, spec, num_shards, overwrite)
+            if overwrite and output.exists():
+                _remove_folder(output)
+            clips, state = _prepare(output, spec, num_shards, build_clips, streaming, created)
+        procs.wait()                                   # the folder and its run state exist from here on
+        if not procs.is_main:
+            clips, state = _prepare(output, spec, None, build_clips, streaming, created)
+        num_shards = int(state["num_shards"])
+        if not streaming and len(clips) == 0:
+            raise ClipError(f"the clip source {source!r} gave no clips: nothing to mine", reason="too_few_frames")
+        settings = _MineSettings(num_proc=num_proc, batch_size=batch_size, max_side=max_side, strict=strict,
+                                 crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context,
+                                 device=_mining_device(device, procs, num_proc),
+                                 num_threads=_threads_per_worker(procs, num_proc), twin_options=twin_options)
+        features = _mined_features(clips, bool(crop_size))
+        mine = [shard_index] if shard_index is not None else list(range(procs.rank, num_shards, procs.world))
+        for index in mine:
+            if _finished(output, index, num_shards) is not None:
+                logger.info("shard %d/%d (%s) is already mined: skipped", index + 1, num_shards,
+                            shard_file(index, num_shards))
+                skipped.append(index)
+                continue
+            _mine_shard(output, clips, index, num_shards, settings, streaming, features)
+            mined.append(index)
+        logger.info("process %d of %d: mined shards %s, skipped %s (already mined)", procs.rank, procs.world,
+                    mined, skipped)
+    except BaseException as error:
+        _after_failure(output, bool(created), error)
+        raise
+    procs.wait()                                       # every shard is done (or a process failed and the launch ends)
+    if procs.is_main or shard_index is not None:
+        report = finish_folder(output)
+    else:
+        report = {"output": str(output), "num_shards": num_shards, "complete": None}
+    report.update(shards_mined=mined, shards_skipped=skipped, rank=procs.rank, processes=procs.world)
+    return report
+
+
+def _mined_features(clips, crops: bool) -> datasets.Features:
+    from .mining import mined_features
+
+    features = clips.features
+    if features is None:          # an IterableDataset whose features are not known yet
+        clips = clips._resolve_features()
+        features = clips.features
+    return mined_features(features, crops=crops)
+
+
+def _mining_device(device: Optional[str], procs: _Processes, num_proc: Optional[int]) -> Optional[str]:
+    """``device`` when given; else the process's accelerator (under ``accelerate launch`` on GPUs) when the map runs
+    in this process (``num_proc`` None / 1: forked map workers cannot use the CUDA context of their parent)."""
+    if device is not None:
+        return device
+    if procs.device is None:
+        return None
+    if num_proc is not None and num_proc > 1:
+        logger.warning("num_proc %d: the map workers run the MI engine with find_twins' default device, not %s "
+                       "(forked workers cannot use the parent's CUDA context); use --num_proc 1 with one process "
+                       "per GPU", num_proc, procs.device)
+        return None
+    return procs.device
+
+
+def _threads_per_worker(procs: _Processes, num_proc: Optional[int]) -> Optional[int]:
+    """Intra-op threads of each mining worker when several processes share this machine: its usable cores divided
+    among them (None alone: ``mine_dataset``'s default)."""
+    from .decoding import usable_cores
+
+    if procs.local <= 1:
+        return None
+    return max(1, usable_cores() // (procs.local * max(1, num_proc or 1)))
+
+
+def _os_error(error: BaseException) -> Optional[OSError]:
+    """The ``OSError`` with an errno behind ``error`` (a library may wrap it), or None."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _after_failure(output: Path, created: bool, error: BaseException) -> None:
+    """After the folder exists: a failed run leaves no folder it created without a finished shard (``--strict``,
+    Ctrl-C, a full disk before the first shard); a folder with finished shards stays for the rerun to resume. A full
+    disk is re-raised naming the folder."""
+    finished = (output / DATA_DIR).is_dir() and any((output / DATA_DIR).glob("train-*.parquet"))
+    existed = output.is_dir()
+    removed = False
+    if created and not finished and existed:
+        shutil.rmtree(output, ignore_errors=True)
+        removed = True
+    os_error = _os_error(error)
+    if existed and os_error is not None and not isinstance(error, (MinedFolderError, FileExistsError)) \
+            and "cannot write the dataset to" not in str(os_error):
+        kept = "nothing was written" if removed or not output.exists() else \
+            "the finished shards are kept: free space and rerun the same command to resume"
+        raise type(os_error)(os_error.errno, f"{os_error.strerror}: cannot write the dataset to {output} ({kept})") \
+            from error
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def mined_folder_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+    """None when ``path`` is a complete Hub-style Parquet folder written by ``mimcl mine`` (a card with the Parquet
+    ``mimcl_mine`` block, exactly its ``num_shards`` shard files in ``data/``, each with the size and row count
+    the card records and a readable Parquet footer); else one sentence saying what is wrong: not a folder, no card
+    (with the shards still missing when a mine is under way), a card of another kind (e.g. a ``save_to_disk``
+    folder: load it with ``datasets.load_from_disk``), shards missing (named), extra shard files (a shard count
+    mismatch), a shard of another size or row count or not readable. Reads only file sizes and Parquet footers;
+    works on a copy downloaded from the Hub (the hidden run state is not needed)."""
+    import pyarrow.parquet as pq
+
+    folder = Path(path)
+    if not folder.is_dir():
+        return f"{folder}: not a folder"
+    if not (folder / CARD_NAME).is_file():
+        state = read_run_state(folder) if _state_path(folder, RUN_FILE).is_file() else None
+        if state is not None:
+            k = int(state.get("num_shards") or 0)
+            missing = [shard_file(i, k) for i in range(k) if not (folder / shard_file(i, k)).is_file()]
+            return (f"{folder}: the mine is not finished (no dataset card {CARD_NAME} yet; {len(missing)} of {k} "
+                    f"shards missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); rerun the same "
+                    "`mimcl mine` command to finish it")
+        return f"{folder}: no dataset card {CARD_NAME}: not a folder written by `mimcl mine`"
+    try:
+        block = read_mined_card(folder)
+    except (OSError, ValueError) as e:
+        return f"{folder}: {e}"
+    if block.get("layout") != LAYOUT_PARQUET:
+        from .resolve import is_saved_dataset
+
+        if is_saved_dataset(folder):
+            return (f"{folder}: a mined dataset saved with save_to_disk (not the Parquet layout); load it with "
+                    "datasets.load_from_disk")
+        return f"{folder}: its card's mimcl_mine block has no Parquet layout: not a folder written by `mimcl mine`"
+    k = block.get("num_shards")
+    rows, sizes = block.get("shard_rows") or [], block.get("shard_bytes") or []
+    if not isinstance(k, int) or k < 1 or len(rows) != k or len(sizes) != k:
+        return f"{folder}: its card records {k!r} shards with {len(rows)} row counts and {len(sizes)} sizes"
+    expected = [shard_file(i, k) for i in range(k)]
+    present = {f"{DATA_DIR}/{p.name}" for p in (folder / DATA_DIR).glob("*.parquet")} \
+        if (folder / DATA_DIR).is_dir() else set()
+    missing = [name for name in expected if name not in present]
+    if missing:
+        return (f"{folder}: {len(missing)} of the {k} shards the card lists are missing: "
+                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    extra = sorted(present - set(expected))
+    if extra:
+        return (f"{folder}: shard count mismatch: the card lists {k} shards, {DATA_DIR}/ also holds "
+                f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+    for name, count, size in zip(expected, rows, sizes):
+        file = folder / name
+        if file.stat().st_size != size:
+            return f"{file}: {file.stat().st_size} bytes, the card records {size} (truncated or replaced)"
+        try:
+            found = pq.read_metadata(file).num_rows
+        except Exception as e:
+            return f"{file}: not readable as Parquet ({type(e).__name__}: {e})"
+        if found != count:
+            return f"{file}: {found} rows, the card records {count}"
+    return None
+
+
+def is_mined_folder(path: Union[str, os.PathLike]) -> bool:
+    """True when ``path`` is a complete Parquet folder written by ``mimcl mine`` (:func:`mined_folder_problem`)."""
+    return mined_folder_problem(path) is None
+
+
+def load_mined_folder(path: Union[str, os.PathLike], streaming: bool = False):
+    """``datasets.load_dataset(path, split="train", streaming=streaming)`` of a complete mine folder;
+    ``MinedFolderError`` with :func:`mined_folder_problem`'s sentence otherwise."""
+    problem = mined_folder_problem(path)
+    if problem is not None:
+        raise MinedFolderError(problem)
+    return datasets.load_dataset(os.fspath(path), split="train", streaming=streaming)
+
