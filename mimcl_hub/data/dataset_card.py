@@ -30,8 +30,11 @@ or :func:`read_mined_card`)::
       shard_rows: [64, 64, 64, 63] # rows of each shard, in order
       shard_bytes: [...]           # size of each shard file
 
-and, for the Parquet layout, the ``configs`` entry that points ``datasets.load_dataset`` at the shards
-(:data:`PARQUET_CONFIGS`).
+The Parquet card has no ``configs`` entry on purpose: the shards' names (``data/train-*.parquet``, the Hub's
+convention) already make them the ``train`` split, and with a ``configs`` entry ``datasets`` (5.x) keys its cache
+of a local folder on the card alone — not on the data files —, so two mine folders with the same name (or one folder
+mined again) would load each other's rows from the cache. Without it the cache key includes every shard's path and
+modification time.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from .._markdown import md_cell, md_code
 from ..errors import CLIP_ERROR_REASONS
 from .sources import _printable
 
-__all__ = ["CARD_NAME", "VIDEO_PATHS", "REPORT_FIELDS", "LAYOUT_PARQUET", "PARQUET_CONFIGS", "FailedRow",
+__all__ = ["CARD_NAME", "VIDEO_PATHS", "REPORT_FIELDS", "LAYOUT_PARQUET", "FailedRow",
            "failed_rows", "local_source_path", "mined_dataset_card", "parquet_dataset_card", "read_mined_card"]
 
 #: File name of the card inside the dataset folder (the Hub's dataset card).
@@ -58,8 +61,6 @@ VIDEO_PATHS = "absolute"
 REPORT_FIELDS = ("clips", "mined", "failed", "failed_by_reason", "bad_files", "patches", "valid_patches", "twins")
 #: ``mimcl_mine.layout`` of a Hub-style Parquet folder written by ``mimcl mine``.
 LAYOUT_PARQUET = "parquet"
-#: The card's ``configs``: one config, one ``train`` split made of the Parquet shards.
-PARQUET_CONFIGS = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
 #: Failed rows listed one by one in the card's text.
 _LISTED_ROWS = 100
 #: (row, clip_id, reason, message) of a row that could not be mined.
@@ -102,14 +103,12 @@ def _mine_block(source: str, report: Mapping[str, Any], clip_options: Optional[M
     }
 
 
-def _card(block: dict, text: str, configs: Optional[list] = None):
+def _card(block: dict, text: str):
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    extra = {"configs": configs} if configs else {}
     data = DatasetCardData(
         pretty_name=f"mimcl_hub twin patches mined from {block['source']}",
         tags=["mimcl_hub", "infoaug", "twin-patches", "video", "contrastive-learning"],
-        **extra,
         mimcl_mine=block,
     )
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{text}")
@@ -142,8 +141,7 @@ def parquet_dataset_card(source: Union[str, os.PathLike], report: Mapping[str, A
                          source_path: Optional[str] = None):
     """The ``huggingface_hub.DatasetCard`` of a Hub-style Parquet folder written by ``mimcl mine``
     (:mod:`mimcl_hub.data.shards`): the YAML of :func:`mined_dataset_card` plus the Parquet layout keys (module
-    docstring) and ``configs`` (:data:`PARQUET_CONFIGS`), so ``datasets.load_dataset(DIR, split="train")`` reads the
-    shards.
+    docstring; no ``configs`` entry, see there). ``datasets.load_dataset(DIR, split="train")`` reads the shards.
 
     Args:
         source, report, clip_options: as for :func:`mined_dataset_card` (``report`` aggregated over the shards, its
@@ -172,7 +170,7 @@ def parquet_dataset_card(source: Union[str, os.PathLike], report: Mapping[str, A
         "shard_bytes": [int(n) for n in shard_bytes],
     })
     text = _card_text(block, report, list(failed)[:_LISTED_ROWS])
-    return _card(block, text, configs=PARQUET_CONFIGS)
+    return _card(block, text)
 
 
 def _card_text(block: Mapping[str, Any], report: Mapping[str, Any], failed: Sequence[FailedRow]) -> str:
@@ -196,8 +194,8 @@ def _card_text(block: Mapping[str, Any], report: Mapping[str, Any], failed: Sequ
             "## Files",
             "",
             f"{block['num_shards']} Parquet shards `data/train-XXXXX-of-{block['num_shards']:05d}.parquet` "
-            f"({sum(block['shard_rows'])} rows; YAML `mimcl_mine.shard_rows` / `shard_bytes`), one `train` split "
-            "(YAML `configs`)" + (", mined with `--streaming`" if block.get("streaming") else "") + ".",
+            f"({sum(block['shard_rows'])} rows; YAML `mimcl_mine.shard_rows` / `shard_bytes`), the `train` split "
+            "by their names" + (", mined with `--streaming`" if block.get("streaming") else "") + ".",
             "",
         ]
         if crops:
