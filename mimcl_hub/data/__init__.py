@@ -9,7 +9,8 @@ HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin 
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
 set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset), ``shards`` (sharded,
-resumable, distributed mining into a Hub-style Parquet folder: what ``mimcl mine`` writes).
+resumable, distributed mining: what ``mimcl mine`` runs), ``mined_folder`` (the Hub-style Parquet folder it writes:
+layout, run state, completeness, card), ``streaming`` (``--streaming`` clip sources).
 """
 
 from .augment import AugmentConfig
@@ -29,7 +30,9 @@ from .sources import (
     load_clip_frames,
     video_clips,
 )
-from .shards import is_mined_folder, load_mined_folder, mine_folder, mined_folder_problem, open_streaming_clips
+from .mined_folder import MinedFolderError, is_mined_folder, load_mined_folder, mined_folder_problem
+from .shards import mine_folder
+from .streaming import open_streaming_clips
 from .store import save_dataset_atomically, save_mined_dataset
 from .video import decode_video, detect_shot_cuts, frame_differences, scan_video, shot_windows
 
@@ -46,4 +49,5 @@ __all__ = [
     "load_clip_source", "open_source", "is_saved_dataset", "source_problem", "save_dataset_atomically",
     "save_mined_dataset",
     "mine_folder", "mined_folder_problem", "is_mined_folder", "load_mined_folder", "open_streaming_clips",
+    "MinedFolderError",
 ]

@@ -1,41 +1,29 @@
-"""Sharded, resumable, distributed mining into a Hub-style Parquet dataset folder (what ``mimcl mine`` writes).
+"""Sharded, resumable, distributed mining into a Hub-style Parquet dataset folder: what ``mimcl mine`` runs.
 
 The clip dataset is cut into K shards with ``datasets.distributed.split_dataset_by_node(clips, rank=i,
 world_size=K)`` (contiguous for a map-style dataset, so consecutive windows of one video stay together; every K-th
 example or a group of source files for an ``IterableDataset``). Each shard is mined with ``mine_dataset`` (or
-``IterableDataset.map(mine_twin_patches)`` with ``--streaming``) and written as one Parquet file, atomically. K
-does not depend on how many processes mine (default ``ceil(clips / CLIPS_PER_SHARD)``; with ``--streaming`` one
-shard per source file), so the folder is the same whoever mined it:
+``IterableDataset.map(mine_twin_patches)`` with ``--streaming``) and written as one Parquet file, atomically (the
+folder's layout and run state: :mod:`mimcl_hub.data.mined_folder`). K does not depend on how many processes mine
+(default ``ceil(clips / CLIPS_PER_SHARD)``; with ``--streaming`` one shard per source file), so the folder is the
+same whoever mined it:
 
 - ``accelerate launch --num_processes N [multi-node flags] -m mimcl_hub.cli mine ...``: process r of N mines
   shards r, r + N, r + 2N, ... (``accelerate.PartialState`` gives r and N; on a GPU each process runs the MI engine
-  on its own device). The processes only wait for each other on a ``gloo`` group with a timeout of
-  :data:`WAIT_TIMEOUT` (never on the NCCL group): after the main process has prepared the folder, and when all
-  shards are done; then the main process writes the card.
+  on its own device). The processes wait for each other only on a ``gloo`` group whose timeout is
+  :data:`WAIT_TIMEOUT` (never on the NCCL group, whose default time-out a long imbalanced shard would exceed):
+  after the main process has prepared the folder (scanned the videos, written the run state), and when every
+  process has mined its shards; then the main process writes the card and prints the report.
 - ``--num_shards K --shard_index I`` (job arrays): one shard, no ``torch.distributed``; the job that finds all K
   shards done writes the card (every job that does writes the same card, atomically).
-- Rerunning the same command skips the finished shards and mines the others. A shard counts only once its
-  Parquet file is in ``data/``: it is written to a hidden temporary file, read back, recorded, then renamed, so a
-  kill never leaves a half shard that counts.
+- Rerunning the same command skips the finished shards and mines the others. A shard is written to a hidden
+  temporary file, read back, recorded in the run state, then renamed into ``data/``: a kill never leaves a half
+  shard that counts. Another mine's settings in the output folder, a corrupt or foreign shard file: an error
+  naming the flag or the file; nothing already mined is deleted.
 
-Layout of the output folder DIR (``datasets.load_dataset(DIR, split="train")`` reads it; it ignores hidden
-names)::
-
-    DIR/README.md                                  the dataset card (``parquet_dataset_card``), written last
-    DIR/data/train-00000-of-00004.parquet          shard 0 of K = 4 (the Hub's naming)
-    DIR/.mimcl/mine.json                           run state: what defines this mine (:data:`RUN_FILE`)
-    DIR/.mimcl/shards/train-00000-of-00004.json    the record of each finished shard (rows, bytes, schema, report)
-    DIR/.mimcl/clips/                              the clip list of a source cut from video files (save_to_disk),
-                                                   so resuming and the other processes do not scan the videos again
-    DIR/.mimcl/cache/                              Arrow files of the shards being mined (deleted after each)
-
-``mine.json`` holds ``format``, ``source``, ``source_path``, ``streaming``, ``clip_options``, ``twin_options``
-(the ``TwinOptions`` fields and ``max_side``), ``crop_options``, ``num_shards``, ``num_clips`` and ``clips_digest``
-(sha256 of the clip ids; None with ``--streaming``). A run whose settings differ is refused, naming the flags.
-
-Public: :func:`mine_folder` (the whole run), :func:`finish_folder` (the card once every shard is done),
-:func:`mined_folder_problem` / :func:`is_mined_folder` (is DIR a complete mine?), :func:`load_mined_folder`,
-:func:`open_streaming_clips`, :func:`shard_file`, :func:`default_num_shards`, :func:`read_run_state`.
+The clip list of a source cut from video files is kept in the run state (``.mimcl/clips``), so resuming and the
+other processes do not scan the videos again; the other sources are opened again and checked against the recorded
+clip count and clip-id digest.
 """
 
 from __future__ import annotations
@@ -55,85 +43,32 @@ from typing import Any, Optional, Union
 import datasets
 
 from .._atomic import atomic_file, atomic_write_text, exclusive_folder
-from .._safety import check_number, looks_like_hub_id
+from .._safety import check_number
 from ..errors import ClipError
 from .crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE, check_crop_options
-from .dataset_card import CARD_NAME, LAYOUT_PARQUET, local_source_path, parquet_dataset_card, read_mined_card
+from .dataset_card import local_source_path
+from .mined_folder import (DATA_DIR, FORMAT, RUN_FILE, MinedFolderError, finish_folder, finished_shard,
+                           read_run_state, record_path, remove_folder, schema_digest, shard_file, shard_name,
+                           state_path)
+from .streaming import open_streaming_clips
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLIPS_PER_SHARD", "DATA_DIR", "STATE_DIR", "RUN_FILE", "WAIT_TIMEOUT", "MinedFolderError",
-           "default_num_shards", "shard_file", "read_run_state", "mine_folder", "finish_folder",
-           "mined_folder_problem", "is_mined_folder", "load_mined_folder", "open_streaming_clips"]
+__all__ = ["CLIPS_PER_SHARD", "WAIT_TIMEOUT", "default_num_shards", "mine_folder"]
 
 #: Clips per shard when ``num_shards`` is not given: K = ceil(clips / CLIPS_PER_SHARD).
 CLIPS_PER_SHARD = 64
-#: Folder of the shards, and the hidden folder of the run state (``datasets`` ignores hidden names).
-DATA_DIR = "data"
-STATE_DIR = ".mimcl"
-#: The run state file inside ``STATE_DIR``.
-RUN_FILE = "mine.json"
-#: Version of the run state / folder layout.
-FORMAT = 1
 #: How long a process waits for the others (the ``gloo`` barrier's timeout): longer than any shard can take.
 WAIT_TIMEOUT = timedelta(days=7)
 #: Columns read back from a written shard for its report.
 _REPORT_COLUMNS = ("clip_id", "mine_error", "mine_reason", "twin_valid", "twin", "twin_options", "scan_error")
-#: Data-file suffixes ``--streaming`` opens as one file (builder name by suffix).
-_DATA_FILES = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv", ".arrow": "arrow"}
 #: ``TwinOptions`` / option names -> the ``mimcl mine`` flag that sets them (for "what differs" messages).
 _FLAGS = {"compensate_camera": "--no_camera_compensation", "source": "SOURCE"}
-
-
-class MinedFolderError(ValueError):
-    """A mine output folder that cannot be used as it is: another mine's settings, a corrupt or foreign shard file,
-    a missing record. The message names the folder / file and what to do; nothing is deleted."""
-
-
-# ----------------------------------------------------------------------------------------------- names and state
 
 
 def default_num_shards(num_clips: int) -> int:
     """``ceil(num_clips / CLIPS_PER_SHARD)`` (at least 1): the shard count when ``num_shards`` is not given."""
     return max(1, math.ceil(num_clips / CLIPS_PER_SHARD))
-
-
-def _shard_name(index: int, num_shards: int) -> str:
-    return f"train-{index:05d}-of-{num_shards:05d}"
-
-
-def shard_file(index: int, num_shards: int) -> str:
-    """The path of shard ``index`` of ``num_shards`` inside the folder: ``data/train-00001-of-00004.parquet``."""
-    return f"{DATA_DIR}/{_shard_name(index, num_shards)}.parquet"
-
-
-def _state_path(output: Path, *parts: str) -> Path:
-    return output.joinpath(STATE_DIR, *parts)
-
-
-def _record_path(output: Path, index: int, num_shards: int) -> Path:
-    return _state_path(output, "shards", _shard_name(index, num_shards) + ".json")
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise MinedFolderError(f"{path}: the {what} cannot be read ({type(e).__name__}: {e}); it was written by "
-                               "`mimcl mine` and should not be edited — rerun with --overwrite (or a new --output) to "
-                               "mine again") from e
-    if not isinstance(value, dict):
-        raise MinedFolderError(f"{path}: the {what} is not a JSON object; rerun with --overwrite to mine again")
-    return value
-
-
-def read_run_state(output: Union[str, os.PathLike]) -> Optional[dict]:
-    """The run state (``DIR/.mimcl/mine.json``, see the module docstring) of a mine output folder, None when
-    ``output`` holds none. ``MinedFolderError`` for an unreadable one."""
-    path = _state_path(Path(output), RUN_FILE)
-    if not path.is_file():
-        return None
-    return _read_json(path, "run state")
 
 
 def _clips_digest(clips: datasets.Dataset) -> Optional[str]:
@@ -195,12 +130,15 @@ class _Processes:
 
 
 def _processes(shard_index: Optional[int]) -> _Processes:
-    """This process's place: alone with ``shard_index`` (job arrays: no ``torch.distributed``), else from
-    ``accelerate.PartialState`` (``accelerate launch``, ``torchrun``; one process otherwise)."""
-    if shard_index is not None:
-        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-            raise ValueError("--shard_index is for job arrays (one process per shard); under accelerate launch / "
-                             "torchrun leave it out: every process then mines its share of the --num_shards shards")
+    """This process's place: from ``accelerate.PartialState`` when several processes were launched
+    (``accelerate launch``, ``torchrun``: ``WORLD_SIZE`` > 1); else alone, without touching Accelerate's state (a
+    library call in a process that trains later must not fix its device), and always alone with ``shard_index``
+    (job arrays: no ``torch.distributed``)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    if shard_index is not None and launched:
+        raise ValueError("--shard_index is for job arrays (one process per shard); under accelerate launch / "
+                         "torchrun leave it out: every process then mines its share of the --num_shards shards")
+    if not launched:
         return _Processes()
     import torch
     from accelerate import PartialState
@@ -218,114 +156,7 @@ def _processes(shard_index: Optional[int]) -> _Processes:
     return _Processes(state.process_index, state.num_processes, max(1, local), device, group)
 
 
-# ----------------------------------------------------------------------------------------------- sources
-
-
-def _data_file_builder(path: str) -> Optional[str]:
-    lower = path.lower()
-    for suffix, builder in _DATA_FILES.items():
-        if lower.endswith(suffix) or lower.endswith(suffix + ".gz"):
-            return builder
-    return None
-
-
-def _find_video_feature(features: Optional[datasets.Features], video_column: Optional[str]) -> Optional[str]:
-    if not features:
-        return None
-    if video_column and video_column in features:
-        feature = features[video_column]
-        if isinstance(feature, datasets.Video) or (isinstance(feature, datasets.Value)
-                                                   and feature.dtype in ("string", "large_string")):
-            return video_column
-    for name, feature in features.items():
-        if isinstance(feature, datasets.Video):
-            return name
-    return None
-
-
-def _window_streamed_videos(batch: dict, *, video_column: str, feature, window: int) -> dict:
-    """Batched map over streamed video rows: each video -> its shot windows (``hf_video_clips`` of a one-row
-    dataset), clip ids named by the video's path; a video without a window is one row with its reason."""
-    from .sources import HF_CLIP_FEATURES, hf_video_clips
-
-    out: dict[str, list] = {name: [] for name in HF_CLIP_FEATURES}
-    for value in batch[video_column]:
-        name = (value.get("path") if isinstance(value, dict) else value) or "video"
-        one = datasets.Dataset.from_dict({video_column: [value]}, features=datasets.Features({video_column: feature}))
-        try:
-            rows = hf_video_clips(one, video_column=video_column, window=window, on_error="mark").to_list()
-        except ClipError as e:        # the only video of the batch gives no clip: one marked row
-            rows = [{"clip_id": "row0/x@0+0", "video": None, "start": 0, "num_frames": 0, "video_size": None,
-                     "scan_error": " ".join(str(e).split()), "scan_reason": e.reason, "video_bytes": None}]
-        for row in rows:
-            row["clip_id"] = f"{name}@{row['clip_id'].rsplit('@', 1)[-1]}"
-            row["source_row"] = None
-            for key in out:
-                out[key].append(row.get(key))
-    return out
-
-
-def open_streaming_clips(source: str, split: str = "train", video_column: str = "video", window: int = 24,
-                         limit: Optional[int] = None) -> datasets.IterableDataset:
-    """A clip ``IterableDataset`` for ``--streaming`` (nothing is downloaded first).
-
-    ``source``: a Hub dataset id or a local folder of data files (``datasets.load_dataset(source, split=split,
-    streaming=True)``), one data file (Parquet / JSON / CSV / Arrow), or a ``save_to_disk`` folder
-    (``to_iterable_dataset``, one shard per Arrow file). Rows that are clips (``frames``, ``video_bytes`` or
-    ``video`` + ``start`` + ``num_frames``) are mined as they are; a ``datasets.Video`` column (or ``video_column``
-    of paths) is cut into shot windows of ``window`` frames video by video, clip ids named by the video's path.
-    ``limit``: the first clips only. Raises ``ValueError`` / ``ClipError`` naming the source or its columns.
-    """
-    from .resolve import is_saved_dataset
-
-    check_number("window", window, 2, None, integer=True)
-    check_number("limit", limit, 1, None, integer=True, allow_none=True)
-    path = os.path.expanduser(source)
-    label = f"--streaming source {source!r}"
-    try:
-        if is_saved_dataset(path):
-            saved = datasets.load_from_disk(path)
-            if isinstance(saved, datasets.DatasetDict):
-                if split not in saved:
-                    raise ValueError(f"{label}: no split {split!r} (splits: {sorted(saved)})")
-                saved = saved[split]
-            ids = saved.to_iterable_dataset(num_shards=max(1, len(saved.cache_files)))
-        elif os.path.isdir(path):
-            ids = datasets.load_dataset(path, split=split, streaming=True)
-        elif os.path.isfile(path) and _data_file_builder(path):
-            ids = datasets.load_dataset(_data_file_builder(path), data_files=path, split="train", streaming=True)
-        elif os.path.exists(path):
-            raise ValueError(f"{label}: --streaming reads a Hub dataset id, a folder of data files, a Parquet / JSON / "
-                             "CSV / Arrow file or a saved dataset; mine a video file without --streaming")
-        elif looks_like_hub_id(source) and source not in ("bundled",) and not source.startswith("scenes"):
-            ids = datasets.load_dataset(source, split=split, streaming=True)
-        else:
-            raise ValueError(f"{label}: --streaming reads a Hub dataset id, a folder of data files or a saved "
-                             "dataset ('bundled' and 'scenes:N' are mined without --streaming)")
-    except (ValueError, ClipError):
-        raise
-    except Exception as e:       # no data files, offline, unknown id, no such split ...
-        raise ValueError(f"{label}: datasets cannot stream it ({type(e).__name__}: {e})") from e
-    if ids.features is None:
-        ids = ids._resolve_features()
-    columns = set(ids.features or {})
-    if not ("frames" in columns or "video_bytes" in columns or {"video", "start", "num_frames"} <= columns):
-        column = _find_video_feature(ids.features, video_column)
-        if column is None:
-            raise ClipError(f"{label}: no clip columns (frames, or video/start/num_frames, or video_bytes) and no "
-                            f"video column {video_column!r}; columns are {sorted(columns)} (set --video_column)",
-                            reason="missing_column")
-        from .sources import HF_CLIP_FEATURES
-
-        feature = ids.features[column]
-        if isinstance(feature, datasets.Video):
-            feature = datasets.Video(decode=False)
-            ids = ids.cast_column(column, feature)
-        ids = ids.map(_window_streamed_videos, batched=True, batch_size=1, remove_columns=sorted(columns),
-                      features=HF_CLIP_FEATURES, fn_kwargs=dict(video_column=column, feature=feature, window=window))
-    if limit is not None:
-        ids = ids.take(limit)
-    return ids
+# ----------------------------------------------------------------------------------------------- the folder
 
 
 def _is_lazy(clips: datasets.Dataset) -> bool:
@@ -334,24 +165,20 @@ def _is_lazy(clips: datasets.Dataset) -> bool:
     return "frames" not in clips.column_names and "video_bytes" not in clips.column_names
 
 
-# ----------------------------------------------------------------------------------------------- the folder
-
-
-def _check_existing(output: Path, spec: dict, num_shards: Optional[int], overwrite: bool) -> Optional[dict]:
+def _check_existing(output: Path, spec: dict, num_shards: Optional[int], overwrite: bool) -> None:
     """Before any work: an output that is a file, or a folder that is not a mine (unless ``overwrite``), or a mine
-    with other settings (unless ``overwrite``) is refused. Returns the run state of a mine to resume, else None."""
+    with other settings (unless ``overwrite``) is refused."""
     from .store import check_output_free
 
     if os.path.lexists(output) and not output.is_dir():
         check_output_free(output, overwrite)            # "exists and is not a folder"
     if not output.exists() or overwrite:
-        return None
+        return
     state = read_run_state(output)
     if state is None:
         check_output_free(output, overwrite)             # "already exists (pass --overwrite to replace it)"
-        return None
+        return
     _refuse_other_mine(output, state, spec, num_shards)
-    return state
 
 
 def _refuse_other_mine(output: Path, state: dict, spec: dict, num_shards: Optional[int]) -> None:
@@ -367,17 +194,6 @@ def _refuse_other_mine(output: Path, state: dict, spec: dict, num_shards: Option
         raise MinedFolderError(
             f"{output} already exists and holds a mine with other settings: {'; '.join(differ)}; rerun with the same "
             "settings to resume it, pass --overwrite to replace it, or choose a new --output (nothing was changed)")
-
-
-def _remove_folder(output: Path) -> None:
-    """``--overwrite``: move the old folder aside (one rename), then delete it (gone already: nothing to do)."""
-    aside = output.parent / f".old-{output.name}-{os.getpid()}"
-    shutil.rmtree(aside, ignore_errors=True)
-    try:
-        os.replace(output, aside)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, streaming: bool,
@@ -403,10 +219,10 @@ def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, s
         try:
             with _naming_output(output), exclusive_folder(output) as tmp:
                 (tmp / DATA_DIR).mkdir()
-                _state_path(tmp, "shards").mkdir(parents=True)
+                state_path(tmp, "shards").mkdir(parents=True)
                 if not streaming and _is_lazy(clips):
-                    clips.save_to_disk(str(_state_path(tmp, "clips")))
-                (_state_path(tmp, RUN_FILE)).write_text(json.dumps(state, indent=2, sort_keys=True))
+                    clips.save_to_disk(str(state_path(tmp, "clips")))
+                (state_path(tmp, RUN_FILE)).write_text(json.dumps(state, indent=2, sort_keys=True))
             created.append(True)
             logger.info("mining %s clips from %s in %d shards into %s", count if count is not None else "streamed",
                         spec["source"], num_shards, output)
@@ -420,7 +236,7 @@ def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, s
                 raise
     _refuse_other_mine(output, state, spec, num_shards)
     if not streaming:
-        saved = _state_path(output, "clips")
+        saved = state_path(output, "clips")
         if clips is None and saved.is_dir():
             clips = datasets.load_from_disk(str(saved))
         elif clips is None:
@@ -460,49 +276,6 @@ def _contiguous_range(count: int, index: int, num_shards: int) -> tuple[int, int
     div, mod = divmod(count, num_shards)
     start = div * index + min(index, mod)
     return start, start + div + (1 if index < mod else 0)
-
-
-def _schema_digest(schema) -> str:
-    return hashlib.sha256(str(schema.remove_metadata()).encode()).hexdigest()
-
-
-def _corrupt(output: Path, index: int, num_shards: int, why: str) -> MinedFolderError:
-    path = output / shard_file(index, num_shards)
-    record = _record_path(output, index, num_shards)
-    return MinedFolderError(
-        f"{path}: {why}; it does not count as mined. Move it (and {record}) away and rerun the same command to mine "
-        "that shard again (the other shards are kept), or rerun with --overwrite to mine everything again")
-
-
-def _finished(output: Path, index: int, num_shards: int, schema_digest: Optional[str] = None) -> Optional[dict]:
-    """The record of shard ``index`` when its file is in ``data/`` and matches the record (size, Parquet footer,
-    rows, schema); None when the shard is not done. ``MinedFolderError`` naming the file when it is there but does
-    not match (corrupt, truncated, replaced, or a file this mine did not write)."""
-    import pyarrow.parquet as pq
-
-    path = output / shard_file(index, num_shards)
-    if not path.is_file():
-        return None
-    record_path = _record_path(output, index, num_shards)
-    if not record_path.is_file():
-        raise _corrupt(output, index, num_shards, f"this mine has no record of it ({record_path} is missing): it was "
-                                                  "not written by this mine")
-    record = _read_json(record_path, "shard record")
-    size = path.stat().st_size
-    if size != record.get("bytes"):
-        raise _corrupt(output, index, num_shards, f"it has {size} bytes, the run state recorded {record.get('bytes')} "
-                                                  "(truncated or replaced)")
-    try:
-        meta = pq.read_metadata(path)
-        digest = _schema_digest(pq.read_schema(path))
-    except Exception as e:   # not Parquet, a broken footer
-        raise _corrupt(output, index, num_shards, f"not readable as Parquet ({type(e).__name__}: {e})") from e
-    if meta.num_rows != record.get("rows"):
-        raise _corrupt(output, index, num_shards, f"it has {meta.num_rows} rows, the run state recorded "
-                                                  f"{record.get('rows')}")
-    if digest != record.get("schema") or (schema_digest is not None and digest != schema_digest):
-        raise _corrupt(output, index, num_shards, "its columns differ from the ones this mine writes")
-    return record
 
 
 def _shard_report(path: Path, offset: Optional[int]) -> dict:
@@ -549,8 +322,8 @@ def _write_parquet(mined, features: datasets.Features, path: Path) -> int:
 
 def _remove_stale(output: Path, index: int, num_shards: int) -> None:
     """Temporary shard files and map caches of shard ``index`` left by a killed run (only this process mines it)."""
-    name = _shard_name(index, num_shards)
-    for folder, prefix in ((output / DATA_DIR, f".tmp-{name}.parquet-"), (_state_path(output, "cache"), name)):
+    name = shard_name(index, num_shards)
+    for folder, prefix in ((output / DATA_DIR, f".tmp-{name}.parquet-"), (state_path(output, "cache"), name)):
         if folder.is_dir():
             for path in folder.iterdir():
                 if path.name.startswith(prefix):
@@ -582,13 +355,13 @@ def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _Min
     from .decoding import close_reader, intra_op_threads
 
     _remove_stale(output, index, num_shards)
-    name = _shard_name(index, num_shards)
+    name = shard_name(index, num_shards)
     shard = split_dataset_by_node(clips, rank=index, world_size=num_shards)
     started = time.perf_counter()
     desc = f"mining shard {index + 1}/{num_shards}"
     crops = dict(crop_size=settings.crop_size, crop_frames=settings.crop_frames,
                  crop_context=settings.crop_context) if settings.crop_size else {}
-    cache = _state_path(output, "cache")
+    cache = state_path(output, "cache")
     cache.mkdir(parents=True, exist_ok=True)
     try:
         if streaming:
@@ -619,11 +392,11 @@ def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _Min
             import pyarrow.parquet as pq
 
             record = {"index": index, "num_shards": num_shards, "file": shard_file(index, num_shards), "rows": rows,
-                      "bytes": tmp.stat().st_size, "schema": _schema_digest(pq.read_schema(tmp)),
+                      "bytes": tmp.stat().st_size, "schema": schema_digest(pq.read_schema(tmp)),
                       "seconds": round(time.perf_counter() - started, 3), **_shard_report(tmp, offset)}
             if pq.read_metadata(tmp).num_rows != rows:
                 raise OSError(f"{tmp}: the Parquet file written holds {pq.read_metadata(tmp).num_rows} rows, not {rows}")
-            atomic_write_text(_record_path(output, index, num_shards), json.dumps(record, indent=1, sort_keys=True))
+            atomic_write_text(record_path(output, index, num_shards), json.dumps(record, indent=1, sort_keys=True))
         logger.info("%s: %d rows, %d bytes, %.1f s", desc, rows, record["bytes"], record["seconds"])
         return record
     except ClipError as e:
@@ -634,85 +407,6 @@ def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _Min
         for path in (cache.iterdir() if cache.is_dir() else []):
             if path.name.startswith(name):
                 path.unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------------------------- finishing
-
-
-def _aggregate(records: list[Optional[dict]]) -> tuple[dict, list]:
-    """The mining report over the finished shards (in shard order; rows numbered as in the whole folder) and the
-    failed rows ``(row, clip_id, reason, message)``."""
-    total = {"clips": 0, "mined": 0, "failed": 0, "failed_by_reason": {}, "errors": {}, "bad_files": 0,
-             "patches": 0, "valid_patches": 0, "twins": 0, "twin_options": []}
-    failed = []
-    row = 0
-    for record in records:
-        if record is None:
-            continue
-        report = record["report"]
-        for key in ("clips", "mined", "failed", "bad_files", "patches", "valid_patches", "twins"):
-            total[key] += int(report.get(key, 0))
-        for reason, count in report.get("failed_by_reason", {}).items():
-            total["failed_by_reason"][reason] = total["failed_by_reason"].get(reason, 0) + int(count)
-        for option in report.get("twin_options", []):
-            if option not in total["twin_options"]:
-                total["twin_options"].append(option)
-        for local, clip_id, reason, message in record.get("failed", []):
-            total["errors"][row + int(local)] = message
-            failed.append((row + int(local), clip_id, reason, message))
-        row += int(record["rows"])
-    total["failed_by_reason"] = dict(sorted(total["failed_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])))
-    return total, failed
-
-
-def finish_folder(output: Union[str, os.PathLike]) -> dict:
-    """Check every shard of the mine in ``output`` and, when all are done, write its dataset card (``README.md``,
-    atomically; the same card whoever writes it, so every process or job that finds the mine complete may).
-
-    Returns the mining report over the shards done so far (rows numbered as in the whole folder) plus ``output``,
-    ``num_shards``, ``shards_done``, ``shards_missing`` and ``complete``. Raises ``MinedFolderError`` for a corrupt
-    or foreign shard file (naming it; nothing is deleted) and ``ClipError`` when the mine is complete but not one clip
-    could be mined (the folder is then removed: it holds nothing usable)."""
-    output = Path(output).absolute()
-    state = read_run_state(output)
-    if state is None:
-        raise MinedFolderError(f"{output}: not a mimcl mine output folder (no {STATE_DIR}/{RUN_FILE})")
-    num_shards = int(state["num_shards"])
-    expected = {Path(shard_file(i, num_shards)).name for i in range(num_shards)}
-    strays = sorted(p.name for p in (output / DATA_DIR).glob("*.parquet") if p.name not in expected)
-    if strays:
-        raise MinedFolderError(f"{output / DATA_DIR} holds Parquet files that are not shards of this mine of "
-                               f"{num_shards} shards: {', '.join(strays[:5])}; move them away (load_dataset would read "
-                               "them as rows of this dataset)")
-    records: list[Optional[dict]] = []
-    digest = None
-    for index in range(num_shards):
-        record = _finished(output, index, num_shards, digest)
-        digest = digest or (record or {}).get("schema")
-        records.append(record)
-    report, failed = _aggregate(records)
-    done = [i for i, r in enumerate(records) if r is not None]
-    missing = [i for i, r in enumerate(records) if r is None]
-    report.update(output=str(output), num_shards=num_shards, shards_done=len(done), shards_missing=missing,
-                  complete=not missing)
-    if missing:
-        return report
-    if report["mined"] == 0:
-        reasons = ", ".join(f"{reason} {count}" for reason, count in report["failed_by_reason"].items())
-        first = "; ".join(f"row {row}: {message} [{reason}]" for row, _, reason, message in failed[:8])
-        _remove_folder(output)
-        raise ClipError(" ".join(f"none of the {report['clips']} clips could be mined ({reasons or 'no clips'}): "
-                                 f"{first}; nothing was written to {output}".split()),
-                        reason=next(iter(report["failed_by_reason"]), "too_few_frames"))
-    card = parquet_dataset_card(state["source"], report, failed, clip_options=state.get("clip_options"),
-                                crop_options=state.get("crop_options"),
-                                shard_rows=[r["rows"] for r in records], shard_bytes=[r["bytes"] for r in records],
-                                streaming=bool(state.get("streaming")), source_path=state.get("source_path"))
-    text = str(card)
-    path = output / CARD_NAME
-    if not path.is_file() or path.read_text() != text:
-        atomic_write_text(path, text)
-    return report
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -808,7 +502,7 @@ def mine_folder(
         if procs.is_main:
             _check_existing(output, spec, num_shards, overwrite)
             if overwrite and output.exists():
-                _remove_folder(output)
+                remove_folder(output)
             clips, state = _prepare(output, spec, num_shards, build_clips, streaming, created)
         procs.wait()                                   # the folder and its run state exist from here on
         if not procs.is_main:
@@ -823,7 +517,7 @@ def mine_folder(
         features = _mined_features(clips, bool(crop_size))
         mine = [shard_index] if shard_index is not None else list(range(procs.rank, num_shards, procs.world))
         for index in mine:
-            if _finished(output, index, num_shards) is not None:
+            if finished_shard(output, index, num_shards) is not None:
                 logger.info("shard %d/%d (%s) is already mined: skipped", index + 1, num_shards,
                             shard_file(index, num_shards))
                 skipped.append(index)
@@ -906,82 +600,3 @@ def _after_failure(output: Path, created: bool, error: BaseException) -> None:
             "the finished shards are kept: free space and rerun the same command to resume"
         raise type(os_error)(os_error.errno, f"{os_error.strerror}: cannot write the dataset to {output} ({kept})") \
             from error
-
-
-# ----------------------------------------------------------------------------------------------- reading
-
-
-def mined_folder_problem(path: Union[str, os.PathLike]) -> Optional[str]:
-    """None when ``path`` is a complete Hub-style Parquet folder written by ``mimcl mine`` (a card with the Parquet
-    ``mimcl_mine`` block, exactly its ``num_shards`` shard files in ``data/``, each with the size and row count
-    the card records and a readable Parquet footer); else one sentence saying what is wrong: not a folder, no card
-    (with the shards still missing when a mine is under way), a card of another kind (e.g. a ``save_to_disk``
-    folder: load it with ``datasets.load_from_disk``), shards missing (named), extra shard files (a shard count
-    mismatch), a shard of another size or row count or not readable. Reads only file sizes and Parquet footers;
-    works on a copy downloaded from the Hub (the hidden run state is not needed)."""
-    import pyarrow.parquet as pq
-
-    folder = Path(path)
-    if not folder.is_dir():
-        return f"{folder}: not a folder"
-    if not (folder / CARD_NAME).is_file():
-        state = read_run_state(folder) if _state_path(folder, RUN_FILE).is_file() else None
-        if state is not None:
-            k = int(state.get("num_shards") or 0)
-            missing = [shard_file(i, k) for i in range(k) if not (folder / shard_file(i, k)).is_file()]
-            return (f"{folder}: the mine is not finished (no dataset card {CARD_NAME} yet; {len(missing)} of {k} "
-                    f"shards missing: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); rerun the same "
-                    "`mimcl mine` command to finish it")
-        return f"{folder}: no dataset card {CARD_NAME}: not a folder written by `mimcl mine`"
-    try:
-        block = read_mined_card(folder)
-    except (OSError, ValueError) as e:
-        return f"{folder}: {e}"
-    if block.get("layout") != LAYOUT_PARQUET:
-        from .resolve import is_saved_dataset
-
-        if is_saved_dataset(folder):
-            return (f"{folder}: a mined dataset saved with save_to_disk (not the Parquet layout); load it with "
-                    "datasets.load_from_disk")
-        return f"{folder}: its card's mimcl_mine block has no Parquet layout: not a folder written by `mimcl mine`"
-    k = block.get("num_shards")
-    rows, sizes = block.get("shard_rows") or [], block.get("shard_bytes") or []
-    if not isinstance(k, int) or k < 1 or len(rows) != k or len(sizes) != k:
-        return f"{folder}: its card records {k!r} shards with {len(rows)} row counts and {len(sizes)} sizes"
-    expected = [shard_file(i, k) for i in range(k)]
-    present = {f"{DATA_DIR}/{p.name}" for p in (folder / DATA_DIR).glob("*.parquet")} \
-        if (folder / DATA_DIR).is_dir() else set()
-    missing = [name for name in expected if name not in present]
-    if missing:
-        return (f"{folder}: {len(missing)} of the {k} shards the card lists are missing: "
-                f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    extra = sorted(present - set(expected))
-    if extra:
-        return (f"{folder}: shard count mismatch: the card lists {k} shards, {DATA_DIR}/ also holds "
-                f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
-    for name, count, size in zip(expected, rows, sizes):
-        file = folder / name
-        if file.stat().st_size != size:
-            return f"{file}: {file.stat().st_size} bytes, the card records {size} (truncated or replaced)"
-        try:
-            found = pq.read_metadata(file).num_rows
-        except Exception as e:
-            return f"{file}: not readable as Parquet ({type(e).__name__}: {e})"
-        if found != count:
-            return f"{file}: {found} rows, the card records {count}"
-    return None
-
-
-def is_mined_folder(path: Union[str, os.PathLike]) -> bool:
-    """True when ``path`` is a complete Parquet folder written by ``mimcl mine`` (:func:`mined_folder_problem`)."""
-    return mined_folder_problem(path) is None
-
-
-def load_mined_folder(path: Union[str, os.PathLike], streaming: bool = False):
-    """``datasets.load_dataset(path, split="train", streaming=streaming)`` of a complete mine folder;
-    ``MinedFolderError`` with :func:`mined_folder_problem`'s sentence otherwise."""
-    problem = mined_folder_problem(path)
-    if problem is not None:
-        raise MinedFolderError(problem)
-    return datasets.load_dataset(os.fspath(path), split="train", streaming=streaming)
-
