@@ -309,9 +309,14 @@ def _write_parquet(mined, features: datasets.Features, path: Path) -> int:
 
     schema = features.arrow_schema
     batch = get_writer_batch_size_from_features(features) or 1000
+    if isinstance(mined, datasets.IterableDataset):       # examples as the map made them, encoded with ``features``
+        tables = (datasets.Dataset.from_dict(examples, features=features).data.table
+                  for examples in mined.decode(False).iter(batch_size=batch))
+    else:
+        tables = mined.with_format("arrow").iter(batch_size=batch)
     rows = 0
     with pq.ParquetWriter(str(path), schema) as writer:
-        for table in mined.with_format("arrow").iter(batch_size=batch):
+        for table in tables:
             table = table_cast(table, schema)
             writer.write_table(table)
             rows += table.num_rows
