@@ -219,7 +219,8 @@ def _mine_parser(sub) -> None:
     g = p.add_argument_group("patch crops stored for training (see mimcl_hub.data.crops)")
     _flag(g, "crop_size", type=int, default=64,
           help="side of the stored patch crops in px; 0 stores no crops (default %(default)s)")
-    _flag(g, "crop_frames", type=int, default=3, help="crops per valid patch, spread over the clip (default %(default)s)")
+    _flag(g, "crop_frames", type=int, default=3,
+          help="crops per valid patch, spread over the clip (default %(default)s)")
     _flag(g, "crop_context", type=float, default=2.0,
           help="crop window side / patch side (default %(default)s)")
     defaults = TwinOptions()

@@ -333,7 +333,8 @@ SHARD_FLAG_BAD = [(["--shard_index", "0"], "--shard_index needs --num_shards"),
                   (["--shard_index", "3", "--num_shards", "3"], "out of range for --num_shards 3"),
                   (["--shard_index", "0", "--num_shards", "3", "--overwrite"], "--overwrite with --shard_index"),
                   (["--num_shards", "0"], "--num_shards"), (["--crop_size", "4"], "--crop_size"),
-                  (["--crop_context", "0.5"], "--crop_context"), (["--push_to_hub", "not a repo"], "--push_to_hub")]
+                  (["--crop_context", "0.5"], "--crop_context"), (["--push_to_hub", "not a repo"], "--push_to_hub"),
+                  (["--streaming", "--num_proc", "2"], "--num_proc 2 does not apply with --streaming")]
 
 
 @pytest.mark.parametrize("flags,message", SHARD_FLAG_BAD, ids=[m for _, m in SHARD_FLAG_BAD])

@@ -86,8 +86,8 @@ def read_json(path: Path, what: str) -> dict:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise MinedFolderError(f"{path}: the {what} cannot be read ({type(e).__name__}: {e}); it was written by "
-                               "`mimcl mine` and should not be edited — rerun with --overwrite (or a new --output) to "
-                               "mine again") from e
+                               "`mimcl mine` and should not be edited — rerun with --overwrite (or a new --output) "
+                               "to mine again") from e
     if not isinstance(value, dict):
         raise MinedFolderError(f"{path}: the {what} is not a JSON object; rerun with --overwrite to mine again")
     return value

@@ -352,12 +352,13 @@ class _MineSettings:
 
 
 def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _MineSettings, streaming: bool,
-                features: datasets.Features) -> dict:
+                features: datasets.Features, ctrl_c: "_CtrlC") -> dict:
     """Mine shard ``index`` and publish it (temporary file -> read back -> record -> rename). Returns its record."""
+    import pyarrow.parquet as pq
     from datasets.distributed import split_dataset_by_node
 
-    from .mining import mine_dataset, mine_twin_patches
     from .decoding import close_reader, intra_op_threads
+    from .mining import mine_dataset, mine_twin_patches
 
     _remove_stale(output, index, num_shards)
     name = shard_name(index, num_shards)
@@ -394,13 +395,13 @@ def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _Min
                     rows = _write_parquet(mined, features, tmp)
                 finally:
                     close_reader()
-            import pyarrow.parquet as pq
-
             record = {"index": index, "num_shards": num_shards, "file": shard_file(index, num_shards), "rows": rows,
                       "bytes": tmp.stat().st_size, "schema": schema_digest(pq.read_schema(tmp)),
                       "seconds": round(time.perf_counter() - started, 3), **_shard_report(tmp, offset)}
             if pq.read_metadata(tmp).num_rows != rows:
-                raise OSError(f"{tmp}: the Parquet file written holds {pq.read_metadata(tmp).num_rows} rows, not {rows}")
+                raise OSError(f"{tmp}: the Parquet file written holds {pq.read_metadata(tmp).num_rows} rows, "
+                              f"not {rows}")
+            ctrl_c.check()                       # a Ctrl-C swallowed while mining: the shard is not published
             atomic_write_text(record_path(output, index, num_shards), json.dumps(record, indent=1, sort_keys=True))
         logger.info("%s: %d rows, %d bytes, %.1f s", desc, rows, record["bytes"], record["seconds"])
         return record
@@ -475,6 +476,9 @@ def mine_folder(
     options = TwinOptions.from_kwargs(**twin_options)
     crop_size = crop_size or None
     check_crop_options(crop_size, crop_frames, crop_context)
+    if streaming and num_proc is not None and num_proc > 1:
+        raise ValueError(f"--num_proc {num_proc} does not apply with --streaming (IterableDataset.map runs in this "
+                         "process); mine with several processes through accelerate launch --num_processes N instead")
     if shard_index is not None:
         if num_shards is None:
             raise ValueError("--shard_index needs --num_shards (the same K in every job of the array)")
@@ -503,37 +507,39 @@ def mine_folder(
     created: list[bool] = []                           # [True] once this process has created the folder
     mined: list[int] = []
     skipped: list[int] = []
-    try:
-        if procs.is_main:
-            _check_existing(output, spec, num_shards, overwrite)
-            if overwrite and output.exists():
-                remove_folder(output)
-            clips, state = _prepare(output, spec, num_shards, build_clips, streaming, created)
-        procs.wait()                                   # the folder and its run state exist from here on
-        if not procs.is_main:
-            clips, state = _prepare(output, spec, None, build_clips, streaming, created)
-        num_shards = int(state["num_shards"])
-        if not streaming and len(clips) == 0:
-            raise ClipError(f"the clip source {source!r} gave no clips: nothing to mine", reason="too_few_frames")
-        settings = _MineSettings(num_proc=num_proc, batch_size=batch_size, max_side=max_side, strict=strict,
-                                 crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context,
-                                 device=_mining_device(device, procs, num_proc),
-                                 num_threads=_threads_per_worker(procs, num_proc), twin_options=twin_options)
-        features = _mined_features(clips, bool(crop_size))
-        mine = [shard_index] if shard_index is not None else list(range(procs.rank, num_shards, procs.world))
-        for index in mine:
-            if finished_shard(output, index, num_shards) is not None:
-                logger.info("shard %d/%d (%s) is already mined: skipped", index + 1, num_shards,
-                            shard_file(index, num_shards))
-                skipped.append(index)
-                continue
-            _mine_shard(output, clips, index, num_shards, settings, streaming, features)
-            mined.append(index)
-        logger.info("process %d of %d: mined shards %s, skipped %s (already mined)", procs.rank, procs.world,
-                    mined, skipped)
-    except BaseException as error:
-        _after_failure(output, bool(created), error)
-        raise
+    with _CtrlC() as ctrl_c:
+        try:
+            if procs.is_main:
+                _check_existing(output, spec, num_shards, overwrite)
+                if overwrite and output.exists():
+                    remove_folder(output)
+                clips, state = _prepare(output, spec, num_shards, build_clips, streaming, created)
+            procs.wait()                                   # the folder and its run state exist from here on
+            if not procs.is_main:
+                clips, state = _prepare(output, spec, None, build_clips, streaming, created)
+            num_shards = int(state["num_shards"])
+            if not streaming and len(clips) == 0:
+                raise ClipError(f"the clip source {source!r} gave no clips: nothing to mine", reason="too_few_frames")
+            settings = _MineSettings(num_proc=num_proc, batch_size=batch_size, max_side=max_side, strict=strict,
+                                     crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context,
+                                     device=_mining_device(device, procs, num_proc),
+                                     num_threads=_threads_per_worker(procs, num_proc), twin_options=twin_options)
+            features = _mined_features(clips, bool(crop_size))
+            mine = [shard_index] if shard_index is not None else list(range(procs.rank, num_shards, procs.world))
+            for index in mine:
+                ctrl_c.check()
+                if finished_shard(output, index, num_shards) is not None:
+                    logger.info("shard %d/%d (%s) is already mined: skipped", index + 1, num_shards,
+                                shard_file(index, num_shards))
+                    skipped.append(index)
+                    continue
+                _mine_shard(output, clips, index, num_shards, settings, streaming, features, ctrl_c)
+                mined.append(index)
+            logger.info("process %d of %d: mined shards %s, skipped %s (already mined)", procs.rank, procs.world,
+                        mined, skipped)
+        except BaseException as error:
+            _after_failure(output, bool(created), error)
+            raise
     procs.wait()                                       # every shard is done (or a process failed and the launch ends)
     if procs.is_main or shard_index is not None:
         report = finish_folder(output)
@@ -541,6 +547,41 @@ def mine_folder(
         report = {"output": str(output), "num_shards": num_shards, "complete": None}
     report.update(shards_mined=mined, shards_skipped=skipped, rank=procs.rank, processes=procs.world)
     return report
+
+
+class _CtrlC:
+    """Ctrl-C is never lost while mining: ``datasets`` hashes map arguments under a bare ``except:``, so a
+    ``KeyboardInterrupt`` raised there is swallowed and the map goes on. Inside this block (main thread, Python's
+    default SIGINT handler only) the handler also remembers the key press, and :meth:`check` raises it again: before
+    a shard is published and before the next one starts."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self.previous = None
+
+    def __enter__(self) -> "_CtrlC":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> bool:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _mined_features(clips, crops: bool) -> datasets.Features:
