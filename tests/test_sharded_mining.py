@@ -361,6 +361,25 @@ def test_strict_names_the_row_of_the_whole_dataset_and_keeps_the_finished_shards
     assert "| 3 | v03.mkv@0+0 |" in (out / "README.md").read_text()
 
 
+def test_folder_parts_concatenate_to_the_whole_folder(videos, tmp_path):
+    """``folder_clips(part=(i, n))``: the processes of a launch scan a folder together; the parts in order are the
+    whole folder's clip dataset, and a part of bad files only is rows with reasons, not an error."""
+    from mimcl_hub.data import folder_clips
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(5):
+        shutil.copy(videos / f"v{i:02d}.mkv", folder / f"v{i:02d}.mkv")
+    (folder / "v05.mkv").write_bytes(b"\0" * 5000)
+    whole = folder_clips(folder, window=FRAMES, on_error="mark")
+    parts = [folder_clips(folder, window=FRAMES, on_error="mark", part=(i, 4)) for i in range(4)]
+    assert [len(part) for part in parts] == [2, 2, 1, 1] and parts[3]["scan_reason"] == ["corrupt_video"]
+    assert datasets.concatenate_datasets(parts).to_list() == whole.to_list()
+    assert len(folder_clips(folder, window=FRAMES, on_error="mark", part=(9, 10))) == 0
+    with pytest.raises(ValueError, match="part must be"):
+        folder_clips(folder, window=FRAMES, part=(4, 4))
+
+
 # ============================================================================================ the folder
 
 
