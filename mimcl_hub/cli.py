@@ -182,6 +182,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _mine_parser(sub) -> None:
+    from .data.crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE
     from .mi.twins import TwinOptions
 
     p = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
@@ -217,11 +218,11 @@ def _mine_parser(sub) -> None:
     _flag(g, "private", action="store_true", help="create the --push_to_hub repo private")
     _flag(g, "token", default=None, help="Hub token for --push_to_hub (default: HF_TOKEN or the saved login)")
     g = p.add_argument_group("patch crops stored for training (see mimcl_hub.data.crops)")
-    _flag(g, "crop_size", type=int, default=64,
+    _flag(g, "crop_size", type=int, default=DEFAULT_CROP_SIZE,
           help="side of the stored patch crops in px; 0 stores no crops (default %(default)s)")
-    _flag(g, "crop_frames", type=int, default=3,
+    _flag(g, "crop_frames", type=int, default=DEFAULT_CROP_FRAMES,
           help="crops per valid patch, spread over the clip (default %(default)s)")
-    _flag(g, "crop_context", type=float, default=2.0,
+    _flag(g, "crop_context", type=float, default=DEFAULT_CROP_CONTEXT,
           help="crop window side / patch side (default %(default)s)")
     defaults = TwinOptions()
     g = p.add_argument_group("twin mining (see mimcl_hub.mi.TwinOptions)")

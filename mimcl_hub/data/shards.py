@@ -644,6 +644,14 @@ def _mining_device(device: Optional[str], procs: _Processes, num_proc: Optional[
         return device
     if procs.device is None:
         return None
+    import inspect
+
+    from ..mi.twins import find_twins
+
+    if "device" not in inspect.signature(find_twins).parameters:
+        logger.warning("find_twins takes no device in this version: the MI engine runs on its default device, not %s",
+                       procs.device)
+        return None
     if num_proc is not None and num_proc > 1:
         logger.warning("num_proc %d: the map workers run the MI engine with find_twins' default device, not %s "
                        "(forked workers cannot use the parent's CUDA context); use --num_proc 1 with one process "
