@@ -425,6 +425,31 @@ def test_two_folders_of_one_name_load_their_own_rows_and_hidden_files_are_not_ro
     shutil.copy(a / "data" / "train-00000-of-00001.parquet", a / "data" / ".hidden.parquet")
     assert len(datasets.load_dataset(str(a), split="train")) == 4
     assert (a / ".mimcl" / "clips").is_dir() and (a / ".mimcl" / "mine.json").is_file()   # the run state
+    assert not list((a / ".mimcl" / "cache").iterdir())             # the map's Arrow files went with each shard
+
+
+def test_exclusive_folder_is_created_once_and_atomic_file_replaces_or_leaves_nothing(tmp_path):
+    from mimcl_hub._atomic import atomic_file, exclusive_folder
+
+    target = tmp_path / "made"
+    with exclusive_folder(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+        assert not target.exists()                                    # appears whole, at the end
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(FileExistsError):
+        with exclusive_folder(target) as tmp:
+            (tmp / "a.txt").write_text("2")
+    assert (target / "a.txt").read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["made"]
+    path = tmp_path / "file.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert not path.exists() and [p.name for p in tmp_path.iterdir()] == ["made"]
+    with atomic_file(path) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-file.bin-")
+        tmp.write_bytes(b"whole")
+    assert path.read_bytes() == b"whole" and sorted(p.name for p in tmp_path.iterdir()) == ["file.bin", "made"]
 
 
 # ============================================================================================ streaming

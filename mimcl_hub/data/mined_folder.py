@@ -43,7 +43,8 @@ from ..errors import ClipError
 from .dataset_card import CARD_NAME, LAYOUT_PARQUET, parquet_dataset_card, read_mined_card
 
 __all__ = ["DATA_DIR", "STATE_DIR", "RUN_FILE", "FORMAT", "MinedFolderError", "shard_name", "shard_file",
-           "state_path", "record_path", "read_run_state", "read_json", "schema_digest", "finished_shard",
+           "state_path", "record_path", "read_run_state", "read_json", "clips_digest", "run_state_differences",
+           "schema_digest", "finished_shard",
            "remove_folder", "finish_folder", "mined_folder_problem", "is_mined_folder", "load_mined_folder"]
 
 #: Folder of the shards, and the hidden folder of the run state (``datasets`` ignores hidden names).
@@ -100,6 +101,44 @@ def read_run_state(output: Union[str, os.PathLike]) -> Optional[dict]:
     if not path.is_file():
         return None
     return read_json(path, "run state")
+
+
+#: Option names -> the ``mimcl mine`` flag that sets them (for "what differs" messages); else ``--name``.
+_FLAGS = {"compensate_camera": "--no_camera_compensation", "source": "SOURCE"}
+
+
+def clips_digest(clips: datasets.Dataset) -> Optional[str]:
+    """sha256 of the ``clip_id`` column (None without one): the run state's ``clips_digest``."""
+    if "clip_id" not in clips.column_names:
+        return None
+    digest = hashlib.sha256()
+    for batch in clips.select_columns(["clip_id"]).iter(batch_size=4096):
+        digest.update("\n".join(str(c) for c in batch["clip_id"]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def _flag(key: str) -> str:
+    return _FLAGS.get(key, f"--{key}")
+
+
+def run_state_differences(state: dict, spec: dict) -> list[str]:
+    """``--flag A (this run: B)`` for each setting of ``spec`` (``source``, ``source_path``, ``streaming``,
+    ``clip_options``, ``twin_options``, ``crop_options``) that the run state ``state`` recorded otherwise."""
+    out = []
+    if state.get("format") != FORMAT:
+        out.append(f"folder format {state.get('format')} (this version writes {FORMAT})")
+    theirs, ours = state.get("source_path") or state.get("source"), spec["source_path"] or spec["source"]
+    if theirs != ours:
+        out.append(f"SOURCE {state.get('source')!r} (this run: {spec['source']!r})")
+    if bool(state.get("streaming")) != spec["streaming"]:
+        out.append(f"--streaming {'on' if state.get('streaming') else 'off'} (this run: "
+                   f"{'on' if spec['streaming'] else 'off'})")
+    for group in ("clip_options", "twin_options", "crop_options"):
+        recorded, given = state.get(group) or {}, spec[group]
+        for key in sorted(set(recorded) | set(given)):
+            if recorded.get(key) != given.get(key):
+                out.append(f"{_flag(key)} {recorded.get(key)!r} (this run: {given.get(key)!r})")
+    return out
 
 
 def schema_digest(schema) -> str:

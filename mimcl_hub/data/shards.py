@@ -29,7 +29,6 @@ clip count and clip-id digest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,9 +36,8 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import datasets
 
@@ -48,9 +46,11 @@ from .._safety import check_number
 from ..errors import ClipError
 from .crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE, check_crop_options
 from .dataset_card import local_source_path
-from .mined_folder import (DATA_DIR, FORMAT, RUN_FILE, MinedFolderError, finish_folder, finished_shard,
-                           read_run_state, record_path, remove_folder, schema_digest, shard_file, shard_name,
-                           state_path)
+from .mine_processes import (WAIT_TIMEOUT, CtrlC, mine_processes, mining_device, scan_folder_together,
+                             threads_per_worker)
+from .mined_folder import (DATA_DIR, FORMAT, RUN_FILE, MinedFolderError, clips_digest, finish_folder,
+                           finished_shard, read_run_state, record_path, remove_folder, run_state_differences,
+                           schema_digest, shard_file, shard_name, state_path)
 from .streaming import open_streaming_clips
 
 logger = logging.getLogger(__name__)
@@ -59,12 +59,8 @@ __all__ = ["CLIPS_PER_SHARD", "WAIT_TIMEOUT", "default_num_shards", "mine_folder
 
 #: Clips per shard when ``num_shards`` is not given: K = ceil(clips / CLIPS_PER_SHARD).
 CLIPS_PER_SHARD = 64
-#: How long a process waits for the others (the ``gloo`` barrier's timeout): longer than any shard can take.
-WAIT_TIMEOUT = timedelta(days=7)
 #: Columns read back from a written shard for its report.
 _REPORT_COLUMNS = ("clip_id", "mine_error", "mine_reason", "twin_valid", "twin", "twin_options", "scan_error")
-#: ``TwinOptions`` / option names -> the ``mimcl mine`` flag that sets them (for "what differs" messages).
-_FLAGS = {"compensate_camera": "--no_camera_compensation", "source": "SOURCE"}
 
 
 def default_num_shards(num_clips: int) -> int:
@@ -72,130 +68,7 @@ def default_num_shards(num_clips: int) -> int:
     return max(1, math.ceil(num_clips / CLIPS_PER_SHARD))
 
 
-def _clips_digest(clips: datasets.Dataset) -> Optional[str]:
-    if "clip_id" not in clips.column_names:
-        return None
-    digest = hashlib.sha256()
-    for batch in clips.select_columns(["clip_id"]).iter(batch_size=4096):
-        digest.update("\n".join(str(c) for c in batch["clip_id"]).encode() + b"\n")
-    return digest.hexdigest()
-
-
-def _flag(key: str) -> str:
-    return _FLAGS.get(key, f"--{key}")
-
-
-def _differences(state: dict, spec: dict) -> list[str]:
-    """``--flag A (this run: B)`` for each setting of ``spec`` that ``state`` recorded otherwise."""
-    out = []
-    if state.get("format") != FORMAT:
-        out.append(f"folder format {state.get('format')} (this version writes {FORMAT})")
-    theirs, ours = state.get("source_path") or state.get("source"), spec["source_path"] or spec["source"]
-    if theirs != ours:
-        out.append(f"SOURCE {state.get('source')!r} (this run: {spec['source']!r})")
-    if bool(state.get("streaming")) != spec["streaming"]:
-        out.append(f"--streaming {'on' if state.get('streaming') else 'off'} (this run: "
-                   f"{'on' if spec['streaming'] else 'off'})")
-    for group in ("clip_options", "twin_options", "crop_options"):
-        recorded, given = state.get(group) or {}, spec[group]
-        for key in sorted(set(recorded) | set(given)):
-            if recorded.get(key) != given.get(key):
-                out.append(f"{_flag(key)} {recorded.get(key)!r} (this run: {given.get(key)!r})")
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- processes
-
-
-@dataclass
-class _Processes:
-    """Where this process stands: its rank among ``world`` processes (``local`` of them on this machine), the torch
-    device for the MI engine (None: ``find_twins``' default), and the ``gloo`` group to wait on (None alone)."""
-
-    rank: int = 0
-    world: int = 1
-    local: int = 1
-    device: Optional[str] = None
-    group: Any = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def wait(self) -> None:
-        """Wait for every process (a ``gloo`` barrier whose timeout is :data:`WAIT_TIMEOUT`); nothing when alone."""
-        if self.group is not None:
-            import torch.distributed as dist
-
-            dist.barrier(group=self.group)
-
-    def gather(self, value) -> Optional[list]:
-        """Every process's ``value`` (picklable), in rank order, on the main process (None on the others); over the
-        ``gloo`` group, so it waits up to :data:`WAIT_TIMEOUT`."""
-        if self.group is None:
-            return [value]
-        import torch.distributed as dist
-
-        gathered = [None] * self.world if self.is_main else None
-        dist.gather_object(value, gathered, dst=0, group=self.group)
-        return gathered
-
-
-def _processes(shard_index: Optional[int]) -> _Processes:
-    """This process's place: from ``accelerate.PartialState`` when several processes were launched
-    (``accelerate launch``, ``torchrun``: ``WORLD_SIZE`` > 1); else alone, without touching Accelerate's state (a
-    library call in a process that trains later must not fix its device), and always alone with ``shard_index``
-    (job arrays: no ``torch.distributed``)."""
-    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-    if shard_index is not None and launched:
-        raise ValueError("--shard_index is for job arrays (one process per shard); under accelerate launch / "
-                         "torchrun leave it out: every process then mines its share of the --num_shards shards")
-    if not launched:
-        return _Processes()
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
-    device = str(state.device) if state.device is not None and state.device.type != "cpu" else None
-    group = None
-    if state.num_processes > 1:
-        import torch.distributed as dist
-
-        group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if state.num_processes > 1 else 1
-    return _Processes(state.process_index, state.num_processes, max(1, local), device, group)
-
-
 # ----------------------------------------------------------------------------------------------- the folder
-
-
-def _scan_together(source: str, window: int, limit: Optional[int], procs: _Processes) -> Optional[datasets.Dataset]:
-    """Under several processes, a local folder of video files is scanned for shot cuts by all of them, each a
-    contiguous part of its files (``folder_clips(part=...)``), the parts gathered on the main process in order: the
-    clip dataset ``load_clip_source`` gives, in 1/N of the time (scanning decodes every video: a quarter of the
-    mining time on the bundled clips). Returns it on the main process; None on the others, and everywhere for any
-    other source or a folder none of whose files gives a clip (the main process then opens the source alone, as
-    ``load_clip_source`` does, with its errors)."""
-    from .resolve import is_saved_dataset
-    from .sources import CLIP_FEATURES, folder_clips
-
-    path = os.path.expanduser(source)
-    if procs.world == 1 or not os.path.isdir(path) or is_saved_dataset(path):
-        return None
-    try:
-        rows = folder_clips(path, window=window, on_error="mark", part=(procs.rank, procs.world)).to_dict()
-    except ClipError:                        # no video file in the folder: not a folder of videos
-        rows = None
-    parts = procs.gather(rows)
-    if not procs.is_main or any(part is None for part in parts):
-        return None
-    clips = datasets.Dataset.from_dict({name: [v for part in parts for v in part[name]] for name in CLIP_FEATURES},
-                                       features=CLIP_FEATURES)
-    if all(clips["scan_error"]):             # no clip at all: load_clip_source raises the error naming every file
-        return None
-    return clips.select(range(min(limit, len(clips)))) if limit is not None else clips
 
 
 def _is_lazy(clips: datasets.Dataset) -> bool:
@@ -228,7 +101,7 @@ def _refuse_other_mine(output: Path, state: dict, spec: dict, num_shards: Option
             f"{output} already exists and holds {done} of the {recorded} shards of a mine with --num_shards "
             f"{recorded} (this run: --num_shards {num_shards}); rerun with --num_shards {recorded} to resume it, pass "
             "--overwrite to replace it, or choose a new --output (nothing was changed)")
-    differ = _differences(state, spec)
+    differ = run_state_differences(state, spec)
     if differ:
         raise MinedFolderError(
             f"{output} already exists and holds a mine with other settings: {'; '.join(differ)}; rerun with the same "
@@ -254,7 +127,7 @@ def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, s
             raise ValueError(f"--num_shards {num_shards} is more than the {count} clips of {spec['source']!r}: every "
                              f"shard needs a clip; use --num_shards {count} or fewer")
         state = {"format": FORMAT, **spec, "num_shards": num_shards, "num_clips": count,
-                 "clips_digest": None if streaming else _clips_digest(clips)}
+                 "clips_digest": None if streaming else clips_digest(clips)}
         try:
             with _naming_output(output), exclusive_folder(output) as tmp:
                 (tmp / DATA_DIR).mkdir()
@@ -280,7 +153,7 @@ def _prepare(output: Path, spec: dict, num_shards: Optional[int], build_clips, s
             clips = datasets.load_from_disk(str(saved))
         elif clips is None:
             clips = build_clips()
-        if len(clips) != state.get("num_clips") or _clips_digest(clips) != state.get("clips_digest"):
+        if len(clips) != state.get("num_clips") or clips_digest(clips) != state.get("clips_digest"):
             raise MinedFolderError(
                 f"{output} holds a mine of {state.get('num_clips')} clips of {spec['source']!r}, but the source now "
                 f"gives {len(clips)} clips{' with other clip ids' if len(clips) == state.get('num_clips') else ''}: it "
@@ -391,7 +264,7 @@ class _MineSettings:
 
 
 def _mine_shard(output: Path, clips, index: int, num_shards: int, settings: _MineSettings, streaming: bool,
-                features: datasets.Features, ctrl_c: "_CtrlC") -> dict:
+                features: datasets.Features, ctrl_c: CtrlC) -> dict:
     """Mine shard ``index`` and publish it (temporary file -> read back -> record -> rename). Returns its record."""
     import pyarrow.parquet as pq
     from datasets.distributed import split_dataset_by_node
@@ -534,7 +407,7 @@ def mine_folder(
         "twin_options": {**asdict(options), "max_side": max_side},
         "crop_options": dict(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context),
     }
-    procs = _processes(shard_index)
+    procs = mine_processes(shard_index)
 
     def build_clips():
         if streaming:
@@ -546,14 +419,14 @@ def mine_folder(
     created: list[bool] = []                           # [True] once this process has created the folder
     mined: list[int] = []
     skipped: list[int] = []
-    with _CtrlC() as ctrl_c:
+    with CtrlC() as ctrl_c:
         try:
             fresh = overwrite or read_run_state(output) is None
             if procs.is_main:
                 _check_existing(output, spec, num_shards, overwrite)
                 if overwrite and output.exists():
                     remove_folder(output)
-            scanned = _scan_together(source, window, limit, procs) if fresh and not streaming else None
+            scanned = scan_folder_together(source, window, limit, procs) if fresh and not streaming else None
             if procs.is_main:
                 clips, state = _prepare(output, spec, num_shards, build_clips if scanned is None else lambda: scanned,
                                         streaming, created)
@@ -565,8 +438,8 @@ def mine_folder(
                 raise ClipError(f"the clip source {source!r} gave no clips: nothing to mine", reason="too_few_frames")
             settings = _MineSettings(num_proc=num_proc, batch_size=batch_size, max_side=max_side, strict=strict,
                                      crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context,
-                                     device=_mining_device(device, procs, num_proc),
-                                     num_threads=_threads_per_worker(procs, num_proc), twin_options=twin_options)
+                                     device=mining_device(device, procs, num_proc),
+                                     num_threads=threads_per_worker(procs, num_proc), twin_options=twin_options)
             features = _mined_features(clips, bool(crop_size))
             mine = [shard_index] if shard_index is not None else list(range(procs.rank, num_shards, procs.world))
             for index in mine:
@@ -592,41 +465,6 @@ def mine_folder(
     return report
 
 
-class _CtrlC:
-    """Ctrl-C is never lost while mining: ``datasets`` hashes map arguments under a bare ``except:``, so a
-    ``KeyboardInterrupt`` raised there is swallowed and the map goes on. Inside this block (main thread, Python's
-    default SIGINT handler only) the handler also remembers the key press, and :meth:`check` raises it again: before
-    a shard is published and before the next one starts."""
-
-    def __init__(self) -> None:
-        self.pressed = False
-        self.previous = None
-
-    def __enter__(self) -> "_CtrlC":
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        self.pressed = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> bool:
-        if self.previous is not None:
-            import signal
-
-            signal.signal(signal.SIGINT, self.previous)
-        return False
-
-
 def _mined_features(clips, crops: bool) -> datasets.Features:
     from .mining import mined_features
 
@@ -635,39 +473,6 @@ def _mined_features(clips, crops: bool) -> datasets.Features:
         clips = clips._resolve_features()
         features = clips.features
     return mined_features(features, crops=crops)
-
-
-def _mining_device(device: Optional[str], procs: _Processes, num_proc: Optional[int]) -> Optional[str]:
-    """``device`` when given; else the process's accelerator (under ``accelerate launch`` on GPUs) when the map runs
-    in this process (``num_proc`` None / 1: forked map workers cannot use the CUDA context of their parent)."""
-    if device is not None:
-        return device
-    if procs.device is None:
-        return None
-    import inspect
-
-    from ..mi.twins import find_twins
-
-    if "device" not in inspect.signature(find_twins).parameters:
-        logger.warning("find_twins takes no device in this version: the MI engine runs on its default device, not %s",
-                       procs.device)
-        return None
-    if num_proc is not None and num_proc > 1:
-        logger.warning("num_proc %d: the map workers run the MI engine with find_twins' default device, not %s "
-                       "(forked workers cannot use the parent's CUDA context); use --num_proc 1 with one process "
-                       "per GPU", num_proc, procs.device)
-        return None
-    return procs.device
-
-
-def _threads_per_worker(procs: _Processes, num_proc: Optional[int]) -> Optional[int]:
-    """Intra-op threads of each mining worker when several processes share this machine: its usable cores divided
-    among them (None alone: ``mine_dataset``'s default)."""
-    from .decoding import usable_cores
-
-    if procs.local <= 1:
-        return None
-    return max(1, usable_cores() // (procs.local * max(1, num_proc or 1)))
 
 
 def _os_error(error: BaseException) -> Optional[OSError]:
