@@ -1,16 +1,23 @@
 """Atomic folder writes: build into a temp folder next to the target, flush, then ``os.replace``.
 
 A crash or SIGKILL at any moment leaves either the old folder or the complete new one, never a
-half-written folder under the target name (leftover ``.tmp-*`` folders are ignored by readers)."""
+half-written folder under the target name (leftover ``.tmp-*`` folders are ignored by readers).
+
+``atomic_file`` does the same for one file written by a library (a Parquet writer, ``to_parquet``), and
+``exclusive_folder`` creates a folder with its first files in one rename, failing when the folder exists (several
+processes starting the same job at once: exactly one creates it)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_write_bytes", "atomic_write_text", "fsync_path", "fsync_tree"]
+__all__ = ["atomic_file", "atomic_folder", "atomic_write_bytes", "atomic_write_text", "exclusive_folder",
+           "fsync_path", "fsync_tree"]
 
 
 def fsync_path(path: os.PathLike | str) -> None:
@@ -36,24 +43,40 @@ def fsync_tree(root: os.PathLike | str) -> None:
         fsync_path(dirpath)
 
 
-def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a flushed temp file in the same folder and ``os.replace``: readers
-    see the old file or the complete new one (usual umask permissions)."""
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_file(path: os.PathLike | str):
+    """Context manager: yields a hidden temporary path (``.tmp-NAME-*``) in the folder of ``path``; when the block
+    ends without an exception the file written there is flushed, given the usual umask permissions and renamed to
+    ``path`` (``os.replace``: readers see the old file or the complete new one). On an exception the temporary file
+    is removed and ``path`` is left as it was. For files written by a library: ``with atomic_file(p) as tmp:
+    table.to_parquet(tmp)``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        yield Path(tmp)
+        fsync_path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a flushed temp file in the same folder and ``os.replace``: readers
+    see the old file or the complete new one (usual umask permissions)."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_text(path: os.PathLike | str, text: str) -> None:
@@ -97,6 +120,35 @@ class atomic_folder:
         fsync_path(self.path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_folder(path: os.PathLike | str):
+    """Context manager: yields a temporary folder next to ``path``; when the block ends without an exception it is
+    renamed to ``path`` — only if ``path`` does not exist: then ``FileExistsError`` (the temporary folder is
+    removed). So when several processes try to create the same folder with its first files, exactly one succeeds
+    and the others find it complete. An empty folder at ``path`` counts as existing too."""
+    path = Path(path).absolute()
+    if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, "already exists", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    try:
+        yield tmp
+        _publishable(tmp)
+        fsync_tree(tmp)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "already exists", str(path))
+        try:
+            os.rename(tmp, path)      # fails on a non-empty folder; an empty one would be replaced: checked above
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(errno.EEXIST, "already exists", str(path)) from e
+            raise
+        fsync_path(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _publishable(root: Path) -> None:

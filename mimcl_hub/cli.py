@@ -1,6 +1,8 @@
 """The ``mimcl`` command: parses flags and calls the library, nothing else.
 
     mimcl mine SOURCE --output DIR [--num_proc N] [--visualize PNG] [--window 24] [--max_side 320] ...
+               [--num_shards K [--shard_index I]] [--streaming] [--push_to_hub ORG/NAME] [--crop_size 64]
+    accelerate launch --num_processes N -m mimcl_hub.cli mine SOURCE --output DIR      (one share of the shards each)
     mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
     mimcl eval MODEL [--dataset digits] [--dataset ORG/NAME --image_column img --label_column label] [--no_linear]
     mimcl push DIR --repo_id ORG/NAME
@@ -43,10 +45,10 @@ def _flag(group, name: str, **kwargs) -> None:
 
 
 def cmd_mine(args: argparse.Namespace) -> int:
-    """``mimcl mine SOURCE --output DIR``: mine twin patches into a saved dataset; print the mining report."""
-    from ._safety import check_number, check_output_apart
-    from .data import load_clip_source, mine_dataset, save_mined_dataset
-    from .data.store import check_output_free
+    """``mimcl mine SOURCE --output DIR``: mine twin patches into a Hub-style Parquet dataset folder (sharded,
+    resumable; one share of the shards per process under ``accelerate launch``); print the mining report."""
+    from ._safety import check_number, check_output_apart, check_repo_id
+    from .data.shards import mine_folder
     from .mi.twins import TwinOptions
 
     options = dict(grid=args.grid, k=args.k, mi_threshold=args.mi_threshold, significance=args.significance,
@@ -58,22 +60,43 @@ def cmd_mine(args: argparse.Namespace) -> int:
     check_number("--max_side", args.max_side, 8 * args.grid, None, integer=True)  # the grid needs 8 px a patch
     check_number("--window", args.window, 2, None, integer=True)
     check_number("--limit", args.limit, 1, None, integer=True, allow_none=True)
+    check_number("--num_shards", args.num_shards, 1, None, integer=True, allow_none=True)
+    check_number("--shard_index", args.shard_index, 0, None, integer=True, allow_none=True)
+    if args.crop_size:
+        check_number("--crop_size", args.crop_size, 8, 1024, integer=True)
+    check_number("--crop_frames", args.crop_frames, 1, 1024, integer=True)
+    check_number("--crop_context", args.crop_context, 1, 16)
+    if args.push_to_hub:
+        check_repo_id(args.push_to_hub, what="--push_to_hub")
     check_output_apart(args.output, {"SOURCE": args.source}, what="--output")
-    check_output_free(args.output, args.overwrite)          # before mining, not after
     if args.visualize:
         check_output_apart(args.visualize, {"SOURCE": args.source}, what="--visualize")
-    ds = load_clip_source(args.source, window=args.window, video_column=args.video_column, split=args.split,
-                          limit=args.limit, seed=args.seed)
-    logger.info("mining %d clips from %s", len(ds), args.source)
-    mined = mine_dataset(ds, num_proc=args.num_proc, batch_size=args.batch_size, max_side=args.max_side,
-                         strict=args.strict, **options)
-    report = save_mined_dataset(mined, args.output, args.source, overwrite=args.overwrite,      # dataset + card
-                                clip_options=dict(window=args.window, limit=args.limit, split=args.split,
-                                                  video_column=args.video_column, seed=args.seed))
+    report = mine_folder(args.source, args.output, window=args.window, video_column=args.video_column,
+                         split=args.split, limit=args.limit, seed=args.seed, streaming=args.streaming,
+                         num_shards=args.num_shards, shard_index=args.shard_index, overwrite=args.overwrite,
+                         num_proc=args.num_proc, batch_size=args.batch_size, max_side=args.max_side,
+                         strict=args.strict, crop_size=args.crop_size or None, crop_frames=args.crop_frames,
+                         crop_context=args.crop_context, **options)
+    if not report.get("complete"):
+        if report.get("complete") is False:              # a job of an array: the others' shards are still missing
+            print(json.dumps(report, indent=2))
+            print(f"mimcl mine: {report['shards_done']} of {report['num_shards']} shards are done (missing: "
+                  f"{report['shards_missing'][:8]}{' ...' if len(report['shards_missing']) > 8 else ''}); the job that "
+                  "finishes the last one writes the dataset card", file=sys.stderr)
+        return 0                                         # a non-main process: the main one reports
     if args.visualize:
+        import datasets
+
         from .data.twin_figure import save_mined_twin_figure
 
+        mined = datasets.load_dataset(report["output"], split="train")
         report["visualization"] = save_mined_twin_figure(mined, args.visualize, index=args.visualize_index)
+    if args.push_to_hub:
+        from .hub.push import push_folder
+
+        report["pushed"] = push_folder(report["output"], args.push_to_hub, repo_type="dataset", exclude=(".mimcl",),
+                                       private=args.private, token=args.token,
+                                       commit_message=f"Upload twin patches mined from {args.source} with mimcl_hub")
     print(json.dumps(report, indent=2))
     if report["failed"]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in report["failed_by_reason"].items())
@@ -159,12 +182,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _mine_parser(sub) -> None:
+    from .data.crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE
     from .mi.twins import TwinOptions
 
     p = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="bundled | scenes[:N] | video file | folder | saved dataset | HF dataset id")
-    _flag(p, "output", required=True, help="folder for the mined dataset (save_to_disk), outside SOURCE")
+    _flag(p, "output", required=True, help="folder for the mined dataset (Hub-style Parquet shards + README.md "
+                                           "card), outside SOURCE; an unfinished mine there with the same settings is "
+                                           "resumed")
     _flag(p, "num_proc", type=int, default=None, help="worker processes for Dataset.map")
     _flag(p, "batch_size", type=int, default=4, help="clips per map batch (default %(default)s)")
     _flag(p, "window", type=int, default=24, help="frames per clip window (default %(default)s)")
@@ -177,6 +203,27 @@ def _mine_parser(sub) -> None:
     _flag(p, "overwrite", action="store_true", help="replace an existing --output folder")
     _flag(p, "visualize", metavar="PNG", default=None, help="draw one clip's mined twins to this PNG")
     _flag(p, "visualize_index", type=int, default=None, help="clip to draw (default: most twins)")
+    g = p.add_argument_group("shards, processes and the Hub (see mimcl_hub.data.shards)")
+    _flag(g, "num_shards", type=int, default=None,
+          help="Parquet shards K (default: the folder's when resuming, else ceil(clips / 64); with --streaming one "
+               "per source file); independent of the number of processes")
+    _flag(g, "shard_index", type=int, default=None,
+          help="mine only shard I of --num_shards K (job arrays, e.g. I=$SLURM_ARRAY_TASK_ID); the job that finds "
+               "all K done writes the card")
+    _flag(g, "streaming", action="store_true",
+          help="read SOURCE (a Hub dataset, a folder of data files, a saved dataset) as an IterableDataset, "
+               "without downloading it first")
+    _flag(g, "push_to_hub", metavar="ORG/NAME", default=None,
+          help="publish the finished folder as a dataset repo (one commit; honours HF_ENDPOINT, HF_TOKEN)")
+    _flag(g, "private", action="store_true", help="create the --push_to_hub repo private")
+    _flag(g, "token", default=None, help="Hub token for --push_to_hub (default: HF_TOKEN or the saved login)")
+    g = p.add_argument_group("patch crops stored for training (see mimcl_hub.data.crops)")
+    _flag(g, "crop_size", type=int, default=DEFAULT_CROP_SIZE,
+          help="side of the stored patch crops in px; 0 stores no crops (default %(default)s)")
+    _flag(g, "crop_frames", type=int, default=DEFAULT_CROP_FRAMES,
+          help="crops per valid patch, spread over the clip (default %(default)s)")
+    _flag(g, "crop_context", type=float, default=DEFAULT_CROP_CONTEXT,
+          help="crop window side / patch side (default %(default)s)")
     defaults = TwinOptions()
     g = p.add_argument_group("twin mining (see mimcl_hub.mi.TwinOptions)")
     _flag(g, "grid", type=int, default=defaults.grid, help="patches per side (default %(default)s)")

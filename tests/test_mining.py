@@ -181,7 +181,7 @@ def test_cli_mine_scenes_saves_dataset_and_picture(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["clips"] == 3 and report["failed"] == 0 and report["twins"] > 0
-    loaded = datasets.load_from_disk(str(out))
+    loaded = datasets.load_dataset(str(out), split="train")
     assert len(loaded) == 3 and "twin" in loaded.column_names
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]  # nothing half-written left
@@ -208,7 +208,7 @@ def test_cli_mines_a_saved_dataset_with_a_video_feature(tmp_path, bundled_paths)
     raw.save_to_disk(str(tmp_path / "raw"))
     proc = _mimcl("mine", str(tmp_path / "raw"), "--output", str(tmp_path / "mined"), "--window", "16", "--limit", "2")
     assert proc.returncode == 0, proc.stderr
-    mined = datasets.load_from_disk(str(tmp_path / "mined"))
+    mined = datasets.load_dataset(str(tmp_path / "mined"), split="train")
     assert len(mined) == 2 and mined["mine_error"] == ["", ""]
     assert all(len(t) == 64 for t in mined["twin"])
     proc = _mimcl("mine", str(tmp_path / "raw"), "--output", str(tmp_path / "m2"), "--video_column", "clip")

@@ -193,6 +193,7 @@ def test_mining_report_counts_bad_rows_by_reason(lazy_mixed):
 
 def test_cli_mine_reports_reasons_and_strict_names_the_first_bad_row(lazy_mixed, capsys):
     from mimcl_hub.cli import main
+    from mimcl_hub.data import is_mined_folder
 
     _, folder, tmp = lazy_mixed
     code = main(["mine", str(folder), "--output", str(tmp / "out"), "--max_side", "96", "--grid", "4"])
@@ -202,7 +203,7 @@ def test_cli_mine_reports_reasons_and_strict_names_the_first_bad_row(lazy_mixed,
     assert report["failed_by_reason"]["corrupt_video"] == 1 and report["mined"] == 2
     assert "4 of 6 clips could not be mined (corrupt_video 1, missing_video 1, too_few_frames 1, " \
            "window_out_of_range 1" in captured.err
-    assert (tmp / "out" / "dataset_info.json").exists()
+    assert (tmp / "out" / "README.md").exists() and is_mined_folder(tmp / "out")      # the Parquet layout
     code = main(["mine", str(folder), "--output", str(tmp / "strict"), "--max_side", "96", "--grid", "4", "--strict"])
     err = capsys.readouterr().err
     assert code == 2 and "row 1: " in err and "truncated" in err and "[corrupt_video]" in err
@@ -1229,7 +1230,7 @@ def test_issue19_cli_mine_reports_each_bad_file_by_reason(tmp_path, capsys, case
     [message] = report["errors"].values()
     assert text in message and i19_printable(bad) in message
     assert f"1 of 2 clips could not be mined ({reason} 1;" in captured.err
-    mined = datasets.load_from_disk(str(out))
+    mined = datasets.load_dataset(str(out), split="train")
     assert sorted(mined["mine_reason"]) == ["", reason]
     card = (out / "README.md").read_text()
     assert f"| {reason} | 1 |" in card and i19_printable(bad).replace("\\", "\\\\") in card
@@ -1321,7 +1322,7 @@ def test_issue19_mined_folder_loads_and_trains_from_another_working_directory(tm
     code = main(["mine", "../../project/vids", "--output", "../../project/mined", "--limit", "3", *I19_MINE])
     assert code == 0, capsys.readouterr().err
     out = root / "project" / "mined"
-    mined = datasets.load_from_disk(str(out))
+    mined = datasets.load_dataset(str(out), split="train")
     assert mined["video"] == [str(root / "project" / "vids" / "carphone.mp4")] * 3
     mine_block = DatasetCard.load(out / "README.md").data.to_dict()["mimcl_mine"]
     assert mine_block["video_paths"] == "absolute" and mine_block["source"] == "../../project/vids"
@@ -1330,7 +1331,7 @@ def test_issue19_mined_folder_loads_and_trains_from_another_working_directory(tm
     assert mine_block["report"]["clips"] == 3 and mine_block["report"]["twins"] == printed["twins"]
 
     monkeypatch.chdir(root)                                           # another working directory
-    bank = load_twin_clips(datasets.load_from_disk("project/mined"))
+    bank = load_twin_clips(datasets.load_dataset("project/mined", split="train"))
     assert bank.num_clips == 3 and bank.frames[0].shape == (16, 3, 78, 96)
     train_set = build_train_dataset(str(out), twin_mode="mi", augment=AugmentConfig(img_size=16), seed=0)
     item = train_set[0]

@@ -28,7 +28,9 @@ from mimcl_hub.data import (AugmentConfig, ImageContrastiveDataset, TwinPairData
                             mining_report)
 from mimcl_hub.data.augment import Augmenter, Draws
 from mimcl_hub.data.twin_pairs import CyclicOrder
-from mimcl_hub.data.two_sources import UnminedSourceError, mined_folder_problem, open_twin_source
+from mimcl_hub.data.mined_folder import mined_folder_problem
+from mimcl_hub.data.shards import mine_folder
+from mimcl_hub.data.two_sources import UnminedSourceError, open_twin_source
 from mimcl_hub.train import CheckpointError, ConfigError, FaultPlan, TrainConfig, latest_checkpoint, train
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -63,8 +65,8 @@ def _write_video(path: Path, frames: np.ndarray) -> None:
 
 
 def write_mined_folder(folder: Path, mined: datasets.Dataset, source: str) -> Path:
-    """What `mimcl mine SOURCE --output folder` writes (before the sharded miner): one Parquet shard and the dataset
-    card."""
+    """A one-shard Parquet folder with a dataset card of ``mined`` rows (here: rows repeated to scale a test; `mimcl
+    mine` writes real ones)."""
     from mimcl_hub.data.dataset_card import mined_dataset_card
 
     (folder / "data").mkdir(parents=True)
@@ -85,14 +87,7 @@ def mined_folder(tmp_path_factory):
         _write_video(videos / f"scene{i}.mkv", scenes[i]["frames"])
     clips = folder_clips(videos, window=SCENES["num_frames"])
     folder = tmp / "mined"
-    try:                        # the sharded miner, `mimcl mine`'s own writer, where the package has it
-        from mimcl_hub.data.shards import mine_folder
-    except ImportError:
-        write_mined_folder(folder, mine_dataset(clips, max_side=None, grid=4, significance=0, crop_size=64),
-                           str(videos))
-    else:
-        mine_folder(str(videos), folder, window=SCENES["num_frames"], max_side=None, grid=4, significance=0,
-                    crop_size=64)
+    mine_folder(str(videos), folder, window=SCENES["num_frames"], max_side=None, grid=4, significance=0, crop_size=64)
     frames = {row["clip_id"]: scenes[i]["frames"] for i, row in enumerate(clips)}
     gone = tmp / "videos-moved-away"
     videos.rename(gone)                       # nothing may decode them from here on

@@ -8,8 +8,12 @@ HF datasets), ``scenes`` (procedural clips with ground truth), ``mining`` (twin 
 (patch crops materialised while mining, so training reads twin pairs without videos), ``clipbank``
 (mined clips in memory), ``augment`` (settings, seeded draws, kernels), ``contrastive`` (the datasets and
 collation), ``twin_pairs`` (the MI branch read from mined crops, no video), ``two_sources`` (an image dataset for
-the view branch + mined pairs for the MI branch), ``two_source_stream`` (both as streams, ``--streaming``), ``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training
-set factory), ``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset).
+the view branch + mined pairs for the MI branch), ``two_source_stream`` (both as streams, ``--streaming``),
+``default`` (the offline default clips), ``resolve`` (source strings -> datasets, the training set factory),
+``store`` (atomic saves), ``dataset_card`` (the card of a mined dataset), ``shards`` (sharded, resumable,
+distributed mining: what ``mimcl mine`` runs), ``mine_processes`` (its processes: ranks, waits, the shared scan),
+``mined_folder`` (the Hub-style Parquet folder it writes: layout, run state, completeness, card), ``clip_stream``
+(``--streaming`` clip sources for mining).
 """
 
 from .augment import AugmentConfig
@@ -29,6 +33,9 @@ from .sources import (
     load_clip_frames,
     video_clips,
 )
+from .mined_folder import MinedFolderError, is_mined_folder, load_mined_folder, mined_folder_problem
+from .shards import mine_folder
+from .clip_stream import open_streaming_clips
 from .store import save_dataset_atomically, save_mined_dataset
 from .twin_pairs import CyclicOrder, PairChoice, TwinPairDataset
 from .two_sources import TwoSourceDataset, UnminedSourceError, build_two_source_dataset
@@ -48,4 +55,6 @@ __all__ = [
     "save_mined_dataset",
     "CyclicOrder", "PairChoice", "TwinPairDataset", "TwoSourceDataset", "UnminedSourceError",
     "build_two_source_dataset",
+    "mine_folder", "mined_folder_problem", "is_mined_folder", "load_mined_folder", "open_streaming_clips",
+    "MinedFolderError",
 ]

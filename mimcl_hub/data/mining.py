@@ -197,6 +197,8 @@ def mine_twin_patches(
     crop_size: Optional[int] = None,
     crop_frames: int = 3,
     crop_context: float = 2.0,
+    device: Optional[str] = None,
+    row_offset: int = 0,
     **twin_options,
 ) -> dict[str, list]:
     """Batched ``Dataset.map`` function adding twin-patch columns (``TWIN_FEATURES``) to a clip dataset.
@@ -218,6 +220,8 @@ def mine_twin_patches(
             (``CROP_FEATURES``, see :mod:`mimcl_hub.data.crops`: every valid patch at ``crop_frames`` frames, a
             window of ``crop_context`` x its side resized to ``crop_size`` px), cut from the frames just mined, so
             training reads twin pairs without decoding videos (``mined_features(..., crops=True)``).
+        device: torch device of the MI engine (``find_twins(..., device=device)``; None: ``find_twins``' default).
+        row_offset: added to ``indices`` in messages (a shard of a larger clip dataset names the row of the whole).
         **twin_options: ``TwinOptions`` fields (grid, k, mi_threshold, ...).
 
     Consecutive lazy windows of one video are decoded in one pass (the decoder stays open between
@@ -230,9 +234,14 @@ def mine_twin_patches(
     options = options_json(TwinOptions.from_kwargs(**twin_options), max_side)
     check_number("num_threads", num_threads, 1, None, integer=True, allow_none=True)
     check_crop_options(crop_size, crop_frames, crop_context)
+    check_number("row_offset", row_offset, 0, None, integer=True)
     crops = dict(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context) if crop_size else None
+    if row_offset and batch:
+        rows = indices if indices is not None else range(len(next(iter(batch.values()))))
+        indices = [i + row_offset for i in rows]
+    find_options = dict(twin_options, device=device) if device is not None else twin_options
     with intra_op_threads(num_threads):
-        return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, twin_options,
+        return _mine_batch(batch, indices, max_side, strict_format, strict, depth_fn, num_threads, find_options,
                            options, crops)
 
 
@@ -297,12 +306,17 @@ def mine_dataset(
     crop_size: Optional[int] = None,
     crop_frames: int = 3,
     crop_context: float = 2.0,
+    device: Optional[str] = None,
+    row_offset: int = 0,
+    cache_file_name: Optional[str] = None,
     **twin_options,
 ) -> datasets.Dataset:
     """Run ``mine_twin_patches`` over a clip dataset with ``Dataset.map`` (cached by fingerprint).
 
     ``crop_size`` (None: no crops): also write the materialised patch crops (``CROP_FEATURES``, see
-    ``mine_twin_patches``); ``crop_frames`` / ``crop_context`` as there.
+    ``mine_twin_patches``); ``crop_frames`` / ``crop_context`` as there. ``device`` (the MI engine's torch device)
+    and ``row_offset`` (row numbers in messages) as there. ``cache_file_name``: the Arrow file the map writes
+    (``Dataset.map(cache_file_name=...)``; None: Datasets' default cache), e.g. a temporary file the caller deletes.
 
     ``num_threads``: numba / torch / OpenCV / video-decoder threads per process (see
     ``mine_twin_patches``). Default: with ``num_proc`` > 1, ``cores // num_proc`` (at least 1), so the
@@ -325,9 +339,14 @@ def mine_dataset(
     check_crop_options(crop_size, crop_frames, crop_context)
     _check_clip_columns(dataset)
     dataset = with_lossless_frames(dataset)
+    check_number("row_offset", row_offset, 0, None, integer=True)
     fn_kwargs = dict(max_side=max_side, strict=strict, strict_format=strict_format, **twin_options)
     if crop_size:       # only then: the fingerprint (cache) of a mine without crops stays as it was
         fn_kwargs.update(crop_size=crop_size, crop_frames=crop_frames, crop_context=crop_context)
+    if device is not None:      # the same: a default mine keeps its fingerprint
+        fn_kwargs["device"] = device
+    if row_offset:
+        fn_kwargs["row_offset"] = row_offset
     workers = min(num_proc or 1, len(dataset))
     if num_threads is None and workers > 1:
         num_threads = max(1, usable_cores() // workers)
@@ -345,6 +364,7 @@ def mine_dataset(
                 features=mined_features(dataset.features, crops=bool(crop_size)),
                 fn_kwargs=fn_kwargs,
                 desc=desc,
+                cache_file_name=cache_file_name,
             )
     finally:
         close_reader()  # the decoder a one-process map left open in this thread

@@ -269,9 +269,10 @@ class _ClipRows:
         else:
             warnings.warn(message, stacklevel=4)
 
-    def dataset(self) -> datasets.Dataset:
-        """The clip dataset; ``ClipError`` listing every bad file (up to ``_LISTED_PROBLEMS``) when none gave a clip."""
-        if not self.clips:
+    def dataset(self, require_clip: bool = True) -> datasets.Dataset:
+        """The clip dataset; ``ClipError`` listing every bad file (up to ``_LISTED_PROBLEMS``) when none gave a clip
+        (unless not ``require_clip``: a part of a source may hold bad files only)."""
+        if require_clip and not self.clips:
             shown = "; ".join(f"{_one_line(e)} [{e.reason}]" for e in self.problems[:_LISTED_PROBLEMS])
             more = len(self.problems) - _LISTED_PROBLEMS
             reasons = {e.reason for e in self.problems}
@@ -299,6 +300,7 @@ def _clips_from_files(
     on_error: str,
     scan_max_side: int,
     what: str,
+    require_clip: bool = True,
 ) -> datasets.Dataset:
     """Clip rows of ``(name, absolute path, problem found while listing or None)`` entries, one scan each."""
     rows = _ClipRows(CLIP_FEATURES, on_error, what, window)
@@ -317,7 +319,7 @@ def _clips_from_files(
             rows.windows(name, path, windows, video_size=size)
         else:
             rows.no_window(name, label, none)
-    return rows.dataset()
+    return rows.dataset(require_clip)
 
 
 def video_clips(
@@ -409,6 +411,7 @@ def folder_clips(
     recursive: bool = True,
     on_error: str = "raise",
     cut_factor: float = DEFAULT_CUT_FACTOR,
+    part: tuple[int, int] | None = None,
 ) -> datasets.Dataset:
     """Clip dataset over every video file in a folder (sorted; subfolders too when ``recursive``).
 
@@ -417,6 +420,11 @@ def folder_clips(
     ``on_error`` in :func:`video_clips`). Symbolic links to folders are followed, each folder listed once
     (link loops end). Clip ids use the path relative to ``folder``; ``video`` holds absolute paths (``folder``
     with its symbolic links resolved). Raises :class:`ClipError` if the folder does not exist or holds no video.
+
+    ``part=(i, n)``: only the files of part ``i`` of ``n`` contiguous parts of the sorted entries (as
+    ``Dataset.shard(n, i, contiguous=True)`` cuts them), so ``n`` processes can scan one folder together: the parts
+    concatenated in order are the clip dataset of the whole folder. A part whose files give no clip is not an error
+    (with ``on_error="mark"`` its files are rows with their reasons; it may also hold no file).
     """
     check = Path(folder)
     if not check.is_dir():
@@ -430,7 +438,15 @@ def folder_clips(
             f"folder_clips: no video file with extension {list(suffixes)} in {_printable(root)}"
             + (" (searched recursively)" if recursive else ""), reason="missing_video"
         )
-    return _clips_from_files(entries, window, stride, cut_factor, on_error, 160, f"folder_clips({_printable(root)})")
+    if part is not None:
+        index, count = part
+        if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
+            raise ValueError(f"folder_clips: part must be (i, n) with 0 <= i < n, got {part!r}")
+        div, mod = divmod(len(entries), count)
+        start = div * index + min(index, mod)
+        entries = entries[start:start + div + (1 if index < mod else 0)]
+    return _clips_from_files(entries, window, stride, cut_factor, on_error, 160, f"folder_clips({_printable(root)})",
+                             require_clip=part is None)
 
 
 def _hf_video_sources(dataset: datasets.Dataset, video_column: str):

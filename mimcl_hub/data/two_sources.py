@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 from dataclasses import dataclass
 from typing import Optional
@@ -41,18 +40,17 @@ from .clipbank import REQUIRED_TWIN_COLUMNS
 from .contrastive import IMAGE_COLUMNS, ImageContrastiveDataset, _EpochMixin, _epoch_tensor, check_twin_mode, \
     find_image_column
 from .crops import CROP_FEATURES, has_crops
+from .mined_folder import mined_folder_problem
 from .resolve import _has_videos, _pick_split, _scene_count, is_saved_dataset
 from .twin_pairs import CyclicOrder, PairChoice, TwinPairDataset
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TWIN_STREAM", "UnminedSourceError", "TwoSourcePlan", "TwoSourceDataset", "build_two_source_dataset",
-           "mine_command", "mined_folder_problem", "open_train_images", "open_twin_source"]
+           "mine_command", "open_train_images", "open_twin_source"]
 
 #: Salt of the pairs' draws in :func:`~mimcl_hub.data.augment.mix` (the view item uses ``(seed, epoch, i)``).
 TWIN_STREAM = 0x7717
-#: Shard files of a Hub-style dataset folder: ``data/<split>-XXXXX-of-YYYYY.parquet``.
-_SHARD = re.compile(r"^(?P<split>[\w.]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
 
 
 class UnminedSourceError(ValueError):
@@ -73,40 +71,6 @@ def _refuse_unmined(flag: str, source: str, why: str, mine_from: Optional[str] =
 
 
 # ------------------------------------------------------------------------------------------------ opening
-
-
-def mined_folder_problem(path) -> Optional[str]:
-    """None when the folder ``path`` looks like a complete ``mimcl mine`` output, else what is wrong.
-
-    Uses the sharded miner's own rule when the package has it (``mimcl_hub.data.mined_folder.mined_folder_problem``
-    or ``mimcl_hub.data.shards.mined_folder_problem``); otherwise: a folder with Parquet shards named
-    ``data/<split>-XXXXX-of-YYYYY.parquet`` must hold every index 0..YYYYY-1 with one count, and its dataset card
-    ``README.md`` (written last, when every shard is done). A folder without such shards is not judged here (None)."""
-    import importlib.util
-
-    for name in ("mined_folder", "shards"):     # the miner's own rule, by name: the module may not exist yet
-        if importlib.util.find_spec(f"{__package__}.{name}") is not None:
-            module = importlib.import_module(f"{__package__}.{name}")
-            if hasattr(module, "mined_folder_problem"):
-                return module.mined_folder_problem(path)
-    data = os.path.join(path, "data")
-    names = sorted(os.listdir(data)) if os.path.isdir(data) else []
-    shards = [m for m in (_SHARD.match(n) for n in names) if m]
-    if not shards:
-        return None
-    for split in sorted({m["split"] for m in shards}):
-        mine = [m for m in shards if m["split"] == split]
-        counts = sorted({int(m["count"]) for m in mine})
-        if len(counts) != 1:
-            return f"data/{split}-*.parquet shards of different counts {counts} (two mining runs mixed)"
-        present = {int(m["index"]) for m in mine}
-        missing = [i for i in range(counts[0]) if i not in present]
-        if missing:
-            return (f"{len(missing)} of {counts[0]} shards missing in data/ (e.g. "
-                    f"{split}-{missing[0]:05d}-of-{counts[0]:05d}.parquet): mining has not finished")
-    if not os.path.isfile(os.path.join(path, "README.md")):
-        return "no dataset card README.md (mimcl mine writes it when every shard is done): mining has not finished"
-    return None
 
 
 def _card_source(path: str) -> Optional[str]:

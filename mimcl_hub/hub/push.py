@@ -38,7 +38,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 __all__ = ["ENCODER_FILES", "PushError", "RetryPolicy", "git_blob_sha1", "is_transient", "mask_token", "push_encoder",
            "push_folder"]
@@ -118,14 +118,16 @@ def _check_repo_id(repo_id: str) -> str:
         raise PushError(str(e)) from e
 
 
-def _local_files(folder: Path) -> list[str]:
-    """Every file under ``folder`` (POSIX names), refusing links that lead outside it: a symlink to
-    ``~/.ssh/id_rsa`` inside an encoder folder must never be uploaded."""
+def _local_files(folder: Path, exclude: Sequence[str] = ()) -> list[str]:
+    """Every file under ``folder`` (POSIX names) except the top-level entries named in ``exclude``, refusing links
+    that lead outside it: a symlink to ``~/.ssh/id_rsa`` inside an encoder folder must never be uploaded."""
     from .._safety import is_within
 
     files = []
     for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+        top = Path(root) == folder
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not (top and d in exclude))
+        names = [n for n in names if not (top and n in exclude)]
         for d in dirs:
             if not is_within(Path(root) / d, folder):
                 raise PushError(f"cannot push {folder}: {Path(root) / d} links outside the folder "
@@ -330,11 +332,12 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
                 space_sdk: Optional[str] = None, mirror: bool = True, token: Optional[str] = None,
                 private: bool = False, revision: Optional[str] = None, commit_message: Optional[str] = None,
                 endpoint: Optional[str] = None, max_retries: Optional[int] = None,
-                backoff: Optional[float] = None) -> str:
+                backoff: Optional[float] = None, exclude: Sequence[str] = ()) -> str:
     """Upload every file of ``folder`` to the ``repo_type`` repo ``repo_id`` (a Space is created with
     ``space_sdk``) as one verified, retried commit (see the module docstring); returns the commit URL.
     With ``mirror`` the repo's files that the folder lacks are deleted in the same commit; without it they
-    stay. Raises :class:`PushError`."""
+    stay. ``exclude``: top-level files or folders of ``folder`` left out (e.g. ``.mimcl``, the run state of a
+    mine). Raises :class:`PushError`."""
     path = Path(folder)
     if not path.is_dir():
         raise PushError(f"cannot push {path}: not a folder")
@@ -347,7 +350,7 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
         raise PushError(f"invalid revision {revision!r} for {repo_id}: not a git branch name (no '..', '//', "
                         "leading / trailing '/' or '.', '.lock' ending, '@{', spaces or any of ~^:?*[\\)")
     policy = RetryPolicy.resolve(max_retries, backoff)
-    local = _digests(path, _local_files(path))
+    local = _digests(path, _local_files(path, tuple(exclude)))
 
     import httpx2
     from huggingface_hub import HfApi
