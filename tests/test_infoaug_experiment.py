@@ -170,6 +170,30 @@ def _plan(*argv):
     return BENCH["resolve"](args)
 
 
+def test_local_preset_trains_the_two_sources_offline(tmp_path):
+    """--preset local writes the digits train split as an imagefolder and mines the bundled clips with `mimcl mine`
+    (Parquet pairs with crops), then trains the view branch on the images and the MI branch on the pairs."""
+    import datasets
+
+    from mimcl_hub.data import is_mined_folder
+
+    out = tmp_path / "local"
+    tiny = ["--model_name", "test_vit", "--img_size", "16", "--max_steps", "2", "--per_device_train_batch_size", "8",
+            "--twin_batch_size", "8", "--mixed_precision", "no", "--seeds", "0", "--modes", "none,mi",
+            "--eval_max_train", "200", "--eval_max_test", "100", "--no_leaderboard"]
+    stdout = run_bench("--preset", "local", "--output_dir", str(out), *tiny)
+    images = datasets.load_dataset(str(out / "data" / "digits-train"), split="train")
+    assert len(images) == 1078 and images[0]["image"].size == (32, 32)       # the split evaluate_encoder probes on
+    assert is_mined_folder(out / "data" / "mined-bundled")
+    for mode in ("none", "mi"):
+        run = json.loads((out / "runs" / f"simclr-{mode}-seed0" / "train_config.json").read_text())["train_config"]
+        assert run["train_dataset"] == str(out / "data" / "digits-train")
+        assert run["twin_dataset"] == str(out / "data" / "mined-bundled") and run.get("video_dataset") is None
+    log = (out / "runs" / "simclr-mi-seed0" / "trainer_log.jsonl").read_text().splitlines()
+    assert all(json.loads(line).get("twin_batch", 8.0) > 0 for line in log)          # the MI branch trained
+    assert "view branch" in stdout and len(_load(out)["runs"]) == 2
+
+
 def test_paper_preset_is_a_valid_gpu_configuration(tmp_path):
     from mimcl_hub.train import TrainConfig, parse_config
 
