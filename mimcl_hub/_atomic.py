@@ -153,8 +153,7 @@ def exclusive_folder(path: os.PathLike | str):
 
 def _publishable(root: Path) -> None:
     """mkdtemp / safetensors create owner-only entries: give the folder the usual umask permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     for dirpath, dirs, files in os.walk(root):
         os.chmod(dirpath, 0o777 & ~umask)
         for name in files:

@@ -32,6 +32,7 @@ import datasets
 import numpy as np
 
 from .._safety import check_number
+from .augment import _clamp_window
 
 __all__ = ["CROP_FEATURES", "CROP_JPEG_QUALITY", "DEFAULT_CROP_SIZE", "DEFAULT_CROP_FRAMES", "DEFAULT_CROP_CONTEXT",
            "check_crop_options", "crop_frame_indices", "crop_window", "patch_crops", "empty_crops", "has_crops",
@@ -86,19 +87,11 @@ def crop_frame_indices(tracked: np.ndarray, crop_frames: int) -> np.ndarray:
     return frames[picks]
 
 
-def _clamp(start: float, side: int, extent: int) -> int:
-    """Window start rounded and clamped so [start, start + side) stays inside [0, extent) (as the training crop
-    clamps, ``augment._clamp_window``); a window larger than the frame covers it, as centred as it can be."""
-    start = int(math.floor(start + 0.5))
-    lo, hi = min(0, extent - side), max(0, extent - side)
-    return min(max(start, lo), hi)
-
-
 def crop_window(cx: float, cy: float, patch_side: float, context: float, height: int, width: int) -> tuple[int, int, int]:
     """(top, left, side) of the square window of side ``round(context * patch_side)`` (at least 2) centred on
-    (cx, cy) and clamped into the H x W frame."""
+    (cx, cy) and clamped into the H x W frame as the training crop is (``augment._clamp_window``)."""
     side = max(2, int(round(context * patch_side)))
-    return _clamp(cy - side / 2.0, side, height), _clamp(cx - side / 2.0, side, width), side
+    return _clamp_window(cy - side / 2.0, side, height), _clamp_window(cx - side / 2.0, side, width), side
 
 
 def _cut(frame: np.ndarray, top: int, left: int, side: int, size: int) -> np.ndarray:

@@ -46,7 +46,7 @@ from .crops import CROP_FEATURES, decode_crop
 from .contrastive import _EpochMixin, _epoch_tensor
 
 __all__ = ["PAIR_MODES", "SCAN_BATCH", "PairChoice", "PairCounts", "CyclicOrder", "TwinPairDataset",
-           "count_pairs"]
+           "count_pairs", "patches_with_crops", "pick_partner_and_crops"]
 
 #: Twin modes a pair dataset serves ("none" has no MI branch, so no pair dataset).
 PAIR_MODES = ("mi", "random")
@@ -100,6 +100,30 @@ def _usable_anchors(twin: np.ndarray, valid: np.ndarray, has: np.ndarray) -> np.
     ok = (twin >= 0) & (twin < p) & (twin != np.arange(p))
     partner = np.where(ok, twin, 0)
     return ok & valid & valid[partner] & has & has[partner]
+
+
+def patches_with_crops(num_patches: int, crop_patch: np.ndarray) -> np.ndarray:
+    """(P,) bool: the patches of a row that have at least one stored crop."""
+    has = np.zeros(num_patches, bool)
+    has[crop_patch] = True
+    return has
+
+
+def pick_partner_and_crops(twin_mode: str, anchor: int, twin: np.ndarray, valid: np.ndarray, has: np.ndarray,
+                           crop_patch: np.ndarray, randint) -> tuple[int, int, int]:
+    """(partner, crop of the anchor, crop of the partner) of a usable ``anchor`` of one row; ``randint(n)`` draws an
+    int in [0, n). The partner is the mined twin (``"mi"``) or, for ``"random"``
+    (:func:`mimcl_hub.mi.twins.random_twins` semantics), uniform over the *other* valid patches with crops; each
+    patch gets one of its stored crops uniformly. Draws, in order: the random partner (``"random"`` only), the anchor's crop, the partner's crop."""
+    partner = int(twin[anchor])
+    if twin_mode == "random":
+        others = np.flatnonzero(valid & has)
+        choice = int(others[randint(len(others) - 1)])
+        partner = choice if choice != anchor else int(others[-1])
+    crops_a = np.flatnonzero(crop_patch == anchor)
+    crops_b = np.flatnonzero(crop_patch == partner)
+    crop_a = int(crops_a[randint(len(crops_a))])
+    return partner, crop_a, int(crops_b[randint(len(crops_b))])
 
 
 def _scan(table, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,9 +234,7 @@ class _Row:
 
     @property
     def has_crops(self) -> np.ndarray:
-        has = np.zeros(len(self.twin), bool)
-        has[self.crop_patch] = True
-        return has
+        return patches_with_crops(len(self.twin), self.crop_patch)
 
 
 class TwinPairDataset(_EpochMixin, torch.utils.data.Dataset):
@@ -320,14 +342,8 @@ class TwinPairDataset(_EpochMixin, torch.utils.data.Dataset):
         data = self.read_row(row)
         has = data.has_crops
         anchor = int(np.flatnonzero(_usable_anchors(data.twin, data.valid, has))[k])
-        partner = int(data.twin[anchor])
-        if self.twin_mode == "random":          # random_twins: uniform over the *other* valid patches with crops
-            others = np.flatnonzero(data.valid & has)
-            choice = int(others[d.randint(len(others) - 1)])
-            partner = choice if choice != anchor else int(others[-1])
-        crops_a = np.flatnonzero(data.crop_patch == anchor)
-        crops_b = np.flatnonzero(data.crop_patch == partner)
-        ca, cb = int(crops_a[d.randint(len(crops_a))]), int(crops_b[d.randint(len(crops_b))])
+        partner, ca, cb = pick_partner_and_crops(self.twin_mode, anchor, data.twin, data.valid, has, data.crop_patch,
+                                                 d.randint)
         choice = PairChoice(row=row, anchor=anchor, partner=partner, crop_a=ca, crop_b=cb,
                             frame_a=int(data.crop_frame[ca]), frame_b=int(data.crop_frame[cb]))
         return choice, data

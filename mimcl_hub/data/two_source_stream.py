@@ -36,7 +36,8 @@ from .._safety import check_number, check_seed
 from .augment import AugmentConfig, Augmenter, Draws, OneThread, check_augment, mix
 from .crops import decode_crop
 from .images import image_dtype, to_uint8_rgb
-from .twin_pairs import PAIR_MODES, ROW_COLUMNS, _usable_anchors
+from .twin_pairs import (PAIR_MODES, ROW_COLUMNS, _usable_anchors, patches_with_crops,
+                         pick_partner_and_crops)
 from .two_sources import TWIN_STREAM, image_column_of, open_train_images, open_twin_source
 
 logger = logging.getLogger(__name__)
@@ -125,19 +126,11 @@ class StreamingTwoSourceDataset(torch.utils.data.IterableDataset):
             twin = np.asarray(row["twin"], np.int64)
             valid = np.asarray(row["twin_valid"], bool)
             patch = np.asarray(row["crop_patch"], np.int64)
-            has = np.zeros(len(twin), bool)
-            has[patch] = True
-            others = np.flatnonzero(valid & has)
+            has = patches_with_crops(len(twin), patch)
             for anchor in np.flatnonzero(_usable_anchors(twin, valid, has)):
-                partner = int(twin[anchor])
-                if self.twin_mode == "random":
-                    choice = int(others[rng.integers(len(others) - 1)])
-                    partner = choice if choice != anchor else int(others[-1])
-                pair = []
-                for p in (anchor, partner):
-                    crops = np.flatnonzero(patch == p)
-                    c = int(crops[rng.integers(len(crops))])
-                    pair.append((row["crop_image"][c], row["crop_center"][c], row["crop_side"][c]))
+                _, ca, cb = pick_partner_and_crops(self.twin_mode, int(anchor), twin, valid, has, patch,
+                                                   lambda n: int(rng.integers(n)))
+                pair = [(row["crop_image"][c], row["crop_center"][c], row["crop_side"][c]) for c in (ca, cb)]
                 if len(buffer) < size:
                     buffer.append(tuple(pair))
                     continue
