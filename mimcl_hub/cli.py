@@ -5,7 +5,8 @@
     accelerate launch --num_processes N -m mimcl_hub.cli mine SOURCE --output DIR      (one share of the shards each)
     mimcl train [--recipe NAME|PATH.py] [--flags]     (see ``mimcl train --recipe vit_simclr --help``)
     mimcl eval MODEL [--dataset digits] [--dataset ORG/NAME --image_column img --label_column label] [--no_linear]
-    mimcl push DIR --repo_id ORG/NAME
+    mimcl eval ORG/NAME --push [--create_pr] [--revision BRANCH]      (results into the Hub card's model-index)
+    mimcl push DIR --repo_id ORG/NAME [--create_pr]
     mimcl leaderboard SOURCES... [--format md|json|html] [--output FILE] [--sort knn_top1]
                       [--push_dataset ORG/NAME] [--push_space ORG/NAME]
     mimcl --version
@@ -127,15 +128,22 @@ def cmd_train(argv: Sequence[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``mimcl eval MODEL --dataset digits``: kNN + linear top-1; updates MODEL's eval_results.json and card."""
+    """``mimcl eval MODEL --dataset digits``: kNN + linear top-1; updates MODEL's eval_results.json and card (with
+    ``--push``: the Hub card of ORG/NAME, by a commit or, with ``--create_pr``, a pull request)."""
     from .eval.evaluate import evaluate_encoder
 
     result = evaluate_encoder(args.model, datasets=args.dataset or ["digits"], knn_k=args.knn_k, knn_t=args.knn_t,
                               linear=not args.no_linear, image_column=args.image_column,
                               label_column=args.label_column, max_train=args.max_train, max_test=args.max_test,
                               device=args.device, revision=args.revision, output_dir=args.output_dir,
-                              update_card=not args.no_card)
+                              update_card=not args.no_card, token=args.token, push=args.push,
+                              create_pr=args.create_pr)
     print(json.dumps(result, indent=2))
+    sent = result.get("push")
+    if sent is not None:
+        what = ("opened pull request" if sent["pull_request"] else "committed") if sent["committed"] else \
+            "nothing to send: the card already holds these results"
+        print(f"mimcl eval: {what}{' ' + sent['url'] if sent['url'] else ''}", file=sys.stderr)
     return 0
 
 
@@ -144,7 +152,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from .hub.push import push_encoder
 
     print(push_encoder(args.folder, args.repo_id, token=args.token, private=args.private, revision=args.revision,
-                       commit_message=args.commit_message, max_retries=args.max_retries, backoff=args.backoff))
+                       commit_message=args.commit_message, max_retries=args.max_retries, backoff=args.backoff,
+                       create_pr=args.create_pr))
     return 0
 
 
@@ -251,6 +260,8 @@ def _push_parser(sub) -> None:
     _flag(p, "revision", default=None, help="branch to commit to (default main; created when missing)")
     _flag(p, "token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     _flag(p, "commit_message", default=None)
+    _flag(p, "create_pr", action="store_true",
+          help="open a pull request against --revision (default main) instead of committing to it; prints its URL")
     _flag(p, "max_retries", type=int, default=None,
           help="retries of a request after HTTP 408/429/5xx, a dropped connection or a timeout "
                "(default: MIMCL_PUSH_MAX_RETRIES or 4; never after another 4xx)")
@@ -274,9 +285,17 @@ def _eval_parser(sub) -> None:
     _flag(p, "max_train", type=int, default=None, help="subsample the train split")
     _flag(p, "max_test", type=int, default=None, help="subsample the test split")
     _flag(p, "device", default=None, help="torch device (default cpu)")
-    _flag(p, "revision", default=None, help="Hub revision of MODEL")
+    _flag(p, "revision", default=None, help="Hub revision of MODEL (with --push: the branch the results are committed "
+                                            "to, default main)")
     _flag(p, "output_dir", default=None, help="where to write results for a Hub MODEL (default: MODEL folder)")
     _flag(p, "no_card", action="store_true", help="do not update README.md")
+    g = p.add_argument_group("sending the results back to the Hub (honours HF_ENDPOINT, HF_TOKEN)")
+    _flag(g, "push", action="store_true",
+          help="merge the results into the model-index of Hub MODEL's card at --revision and commit README.md + "
+               "eval_results.json on top of the commit evaluated (nothing is committed when the branch moved)")
+    _flag(g, "create_pr", action="store_true",
+          help="with --push: open a pull request instead of committing (no write access needed); prints its URL")
+    _flag(g, "token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     p.set_defaults(func=cmd_eval)
 
 

@@ -14,7 +14,8 @@ It implements the part of the Hugging Face Hub HTTP API that the real ``huggingf
 * ``PUT  /lfs-upload/{sha256}``, ``POST /lfs-verify``            LFS object upload (sha256 checked) and verify
 * ``POST /api/{type}s/{ns}/{name}/commit/{rev}``               NDJSON header / file (base64) / lfsFile /
                                                                deletedFile / deletedFolder ops, applied atomically;
-                                                               ``parentCommit`` checked (412 when stale)
+                                                               ``parentCommit`` checked (412 when stale);
+                                                               ``?create_pr=1``: a pull request instead (below)
 * ``POST /api/{type}s/{ns}/{name}/branch/{branch}``            create a branch
 * ``GET  /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]``        tree listing (``recursive``)
 * ``POST /api/{type}s/{ns}/{name}/paths-info/{rev}``           per-path info
@@ -25,6 +26,13 @@ It implements the part of the Hugging Face Hub HTTP API that the real ``huggingf
                                                                file); 404 + ``X-Error-Code``
                                                                ``RepoNotFound`` / ``RevisionNotFound`` /
                                                                ``EntryNotFound``
+
+Pull requests (``create_commit(..., create_pr=True)``, as on the Hub): the commit is made on top of
+``parentCommit`` (default: the head of ``{rev}``; no 412, a PR may start from an older commit), stored as the
+new ref ``refs/pr/N`` (N = 1, 2, ... per repo) which every revision route resolves, and answered with
+``pullRequestUrl`` = ``{url}/{ns}/{name}/discussions/N``; ``{rev}`` itself does not move. Opening a PR (and
+its preupload) needs a valid token but not write access to the namespace, as on the Hub.
+``server.pull_requests(repo_id)`` lists them.
 
 Repos are keyed by (type, "namespace/name"); every commit has a sha1 id and a full file snapshot (file
 contents are stored content-addressed under a temporary folder). Write endpoints need
@@ -109,7 +117,8 @@ class Repo:
     private: bool
     created: str
     commits: Dict[str, Commit] = field(default_factory=dict)
-    branches: Dict[str, str] = field(default_factory=dict)
+    branches: Dict[str, str] = field(default_factory=dict)     # also the PR refs ``refs/pr/N``
+    pull_requests: List[dict] = field(default_factory=list)      # {num, title, ref, target, base, author}
 
     def resolve(self, revision: str) -> Optional[Commit]:
         if revision in self.branches:
@@ -210,6 +219,13 @@ class HubServer:
             if commit is None:
                 return {}
             return {p: self._content(oid) for p, oid in commit.files.items()}
+
+    def pull_requests(self, repo_id: str, repo_type: str = "model") -> List[dict]:
+        """The pull requests of a repo: ``{num, title, ref ("refs/pr/N"), target (branch), base (parent commit),
+        author}`` each, oldest first."""
+        with self.lock:
+            repo = self.repos.get((repo_type, repo_id))
+            return [dict(pr) for pr in (repo.pull_requests if repo else [])]
 
     def _take_fault(self, path: str, method: Optional[str] = None) -> Optional[str]:
         with self.lock:
@@ -447,7 +463,10 @@ class HubServer:
                         out.append({"type": "directory", "path": p.rstrip("/"), "oid": "0" * 40, "size": 0})
                 return _json(200, out)
             if action == "preupload" and len(rest) >= 2 and method == "POST":
-                self._require_write(headers, repo_id)
+                if _flag(query, "create_pr"):        # opening a PR needs no write access (as on the Hub)
+                    self._require_user(headers)
+                else:
+                    self._require_write(headers, repo_id)
                 commit = self._get_commit(repo, rest[1]) if rest[1] in repo.branches else None
                 files = json.loads(body or b"{}").get("files", [])
                 out = []
@@ -460,8 +479,13 @@ class HubServer:
                                 "oid": oid})
                 return _json(200, {"files": out})
             if action == "commit" and len(rest) >= 2 and method == "POST":
-                self._require_write(headers, repo_id)
-                return self._commit(repo, "/".join(rest[1:]), body)
+                create_pr = _flag(query, "create_pr")
+                if create_pr:
+                    author = self._require_user(headers)
+                else:
+                    author = None
+                    self._require_write(headers, repo_id)
+                return self._commit(repo, "/".join(rest[1:]), body, create_pr=create_pr, author=author)
             if action == "branch" and len(rest) >= 2 and method == "POST":
                 self._require_write(headers, repo_id)
                 branch = "/".join(rest[1:])
@@ -512,7 +536,7 @@ class HubServer:
                     for f in sorted(folders)]
         return entries
 
-    def _commit(self, repo: Repo, revision: str, body: bytes):
+    def _commit(self, repo: Repo, revision: str, body: bytes, create_pr: bool = False, author: Optional[str] = None):
         # parse and validate everything first: a commit is applied whole or not at all
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
         if not lines or lines[0].get("key") != "header":
@@ -521,7 +545,12 @@ class HubServer:
         if revision not in repo.branches:
             raise _HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
         head = repo.commits[repo.branches[revision]]
-        if header.get("parentCommit") and header["parentCommit"] != head.oid:
+        parent = header.get("parentCommit")
+        if create_pr and parent:             # a PR starts from its parent commit, however old
+            if parent not in repo.commits:
+                raise _HubError(404, f"Invalid rev id: {parent}", "RevisionNotFound")
+            head = repo.commits[parent]
+        elif parent and parent != head.oid:
             raise _HubError(412, "A commit has happened since. Please refresh and try again.")
         files = dict(head.files)
         added = []
@@ -556,10 +585,19 @@ class HubServer:
             elif tamper == "lose_file":
                 del files[victim]
         commit = self._new_commit(repo, head.oid, header.get("summary") or "", files)
-        repo.branches[revision] = commit.oid
         prefix = "" if repo.type == "model" else f"{repo.type}s/"
-        return _json(200, {"success": True, "commitOid": commit.oid,
-                           "commitUrl": f"{self.url}/{prefix}{repo.repo_id}/commit/{commit.oid}"})
+        answer = {"success": True, "commitOid": commit.oid,
+                  "commitUrl": f"{self.url}/{prefix}{repo.repo_id}/commit/{commit.oid}", "pullRequestUrl": None}
+        if create_pr:
+            num = len(repo.pull_requests) + 1
+            ref = f"refs/pr/{num}"
+            repo.branches[ref] = commit.oid
+            repo.pull_requests.append({"num": num, "title": commit.title, "ref": ref, "target": revision,
+                                       "base": head.oid, "author": author})
+            answer["pullRequestUrl"] = f"{self._repo_url(repo.type, repo.repo_id)}/discussions/{num}"
+        else:
+            repo.branches[revision] = commit.oid
+        return _json(200, answer)
 
     def _resolve(self, method, parts, headers):
         repo_type = "model"

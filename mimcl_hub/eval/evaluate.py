@@ -23,13 +23,30 @@ The card is parsed before any evaluation: a card that does not parse (YAML error
 refused, never executed) or holds bad values fails with a ``ValueError`` naming ``README.md``, and neither file is
 written. Both texts are made before either is written, each atomically (temp file + ``os.replace``).
 
-For a Hub repo id nothing is written unless ``output_dir`` is given (the download cache is not a place to edit).
+For a Hub repo id nothing is written unless ``output_dir`` is given (the download cache is not a place to edit),
+or ``push=True``: the results are sent back to the model's repo (``mimcl eval ORG/NAME --push [--create_pr]``):
+
+1. ``revision`` (default ``main``) is resolved to its commit id once; the encoder and its ``README.md`` /
+   ``eval_results.json`` are downloaded at exactly that commit;
+2. the results are merged into that card by the same code as for a folder (:func:`update_model_card`): its
+   ``model-index`` gains them (a result with the same (dataset, split, metric) is replaced, every other one is
+   kept, as ``huggingface_hub.metadata_update`` does) and the results table between the markers is rewritten;
+   every other YAML field and the rest of the body stay as they were. A card from elsewhere (no ``mimcl_hub:``
+   block, or no card at all) works the same way;
+3. ``README.md`` and ``eval_results.json`` (the per-dataset results the table is built from, merged with the
+   repo's own, so a later ``--push`` from another machine keeps the table whole) are committed as one commit
+   on top of that commit (``parent_commit``): when the branch has moved in between, nothing is committed
+   (:class:`~mimcl_hub.hub.push.StaleRevisionError`) rather than overwriting the newer card. With
+   ``create_pr=True`` a pull request is opened instead (``refs/pr/N``; the branch does not move), which needs
+   no write access to the repo. A card that already holds exactly these results commits nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -42,7 +59,7 @@ from .._safety import check_number, check_output_apart
 from .._markdown import md_cell
 from ..hub.card import EvalEntry, RunCard, load_model_card
 
-__all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "update_model_card"]
+__all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "push_eval_results", "update_model_card"]
 
 EVAL_RESULTS_NAME = "eval_results.json"
 _START, _END = "<!-- mimcl-eval:start -->", "<!-- mimcl-eval:end -->"
@@ -82,19 +99,26 @@ def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _read_card(path: Path):
-    """``(ModelCard, RunCard)`` of ``path``, or a ``ValueError`` naming the file."""
+def _read_card(path: Path | None):
+    """``(ModelCard, RunCard)`` of ``path`` (``None``: a repo without a card, an empty one), or a ``ValueError``
+    naming the file."""
     try:
-        card = load_model_card(path)
+        if path is None:
+            from huggingface_hub import ModelCard
+
+            card = ModelCard("---\n---\n", ignore_metadata_errors=False)
+        else:
+            card = load_model_card(path)
         return card, RunCard.from_model_card(card)
     except ValueError as e:
         raise ValueError(f"{path}: {e}; neither {EVAL_RESULTS_NAME} nor README.md was written (fix the card's YAML "
                          "metadata, or move README.md away to evaluate without a card)") from e
 
 
-def _updated_card(path: Path, results: dict[str, dict[str, Any]], all_results: dict[str, dict[str, Any]],
+def _updated_card(path: Path | None, results: dict[str, dict[str, Any]], all_results: dict[str, dict[str, Any]],
                   name: str) -> str:
-    """The text of ``path``'s card with ``results`` merged in (see :func:`update_model_card`); writes nothing."""
+    """The text of ``path``'s card (``None``: an empty card) with ``results`` merged in (see
+    :func:`update_model_card`); writes nothing."""
     card, run = _read_card(path)
     new = [entry for dataset, res in results.items() for entry in eval_entries(dataset, res)]
     run = run.merge_results(new)
@@ -107,7 +131,7 @@ def _updated_card(path: Path, results: dict[str, dict[str, Any]], all_results: d
                          for e in run.results]
     data.model_name = run.model_id or name
     metrics = list(data.metrics or [])
-    if "accuracy" not in metrics:
+    if "accuracy" not in metrics and data.get("mimcl_hub") is not None:   # our own cards' field; others' stay
         data.metrics = metrics + ["accuracy"]
     table = _results_table(all_results)
     text = card.text
@@ -143,6 +167,84 @@ def update_model_card(folder: str | os.PathLike, results: dict[str, dict[str, An
     return path
 
 
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+
+
+def _push_branch(revision: str | None, create_pr: bool) -> str:
+    """The branch results are committed to (or a pull request is opened against): ``revision`` when it names
+    one, else ``main``; a commit id is only a starting point, for a pull request."""
+    if revision is None or (create_pr and _COMMIT_ID.fullmatch(revision)):
+        return "main"
+    if _COMMIT_ID.fullmatch(revision):
+        raise ValueError(f"--revision {revision} is a commit id: --push commits the results on top of a branch; "
+                         "pass a branch name, or add --create_pr to open a pull request from that commit")
+    return revision
+
+
+def _hub_commit(repo_id: str, revision: str | None, token: str | bool | None) -> str:
+    """The commit id ``revision`` (default main) of the model repo ``repo_id`` points at now."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(token=token).repo_info(repo_id, revision=revision).sha
+    except (OSError, ValueError) as e:      # no such repo / revision, no access, offline (HfHubHTTPError is OSError)
+        from huggingface_hub.constants import ENDPOINT
+
+        raise FileNotFoundError(f"encoder {repo_id!r}{f' revision {revision!r}' if revision else ''}: could not be "
+                                f"read from {ENDPOINT} ({type(e).__name__}: {' '.join(str(e).split())[:300]})") from e
+
+
+def push_eval_results(repo_id: str, results: dict[str, dict[str, Any]], parent_commit: str,
+                      revision: str | None = None, create_pr: bool = False, token: str | None = None,
+                      commit_message: str | None = None) -> dict[str, Any]:
+    """Send evaluation results back to a model repo (see the module docstring): the repo's ``README.md`` and
+    ``eval_results.json`` at ``parent_commit`` are read, ``results`` (dataset -> metrics, see
+    :func:`eval_entries`) merged into them as :func:`update_model_card` does, and both committed on top of
+    ``parent_commit`` to the branch ``revision`` (default main) — or, with ``create_pr``, a pull request from it.
+
+    Returns:
+        ``{"url", "committed", "pull_request", "revision"}``: the commit URL (the pull request URL with
+        ``create_pr``; ``None`` and ``committed: False`` when the repo already holds these results),
+        ``revision`` = ``parent_commit``.
+
+    Raises:
+        ValueError: a card that does not parse (named); :class:`~mimcl_hub.hub.push.PushError` (a ValueError)
+        when the commit fails, :class:`~mimcl_hub.hub.push.StaleRevisionError` when the branch moved past
+        ``parent_commit`` (nothing committed).
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from ..hub.push import push_folder
+
+    branch = _push_branch(revision, create_pr)
+    present = {s.rfilename for s in (HfApi(token=token).repo_info(repo_id, revision=parent_commit).siblings or [])}
+    fetched = {name: Path(hf_hub_download(repo_id, name, revision=parent_commit, token=token))
+               for name in ("README.md", EVAL_RESULTS_NAME) if name in present}
+    previous: dict[str, Any] = {}
+    if EVAL_RESULTS_NAME in fetched:
+        try:
+            previous = json.loads(fetched[EVAL_RESULTS_NAME].read_text(encoding="utf-8")).get("results", {})
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            previous = {}
+        previous = previous if isinstance(previous, dict) else {}
+    all_results = {**previous, **results}
+    files = {"README.md": _updated_card(fetched.get("README.md"), results, all_results, repo_id),
+             EVAL_RESULTS_NAME: json.dumps({"model": repo_id, "results": all_results}, indent=2,
+                                           sort_keys=True) + "\n"}
+    out = {"url": None, "committed": False, "pull_request": bool(create_pr), "revision": parent_commit}
+    if all(name in fetched and fetched[name].read_text(encoding="utf-8") == text for name, text in files.items()):
+        return out
+    message = commit_message or (f"mimcl eval: {', '.join(sorted(results))} results (kNN / linear probe) of "
+                                 f"{parent_commit[:7]}")
+    with tempfile.TemporaryDirectory(prefix="mimcl_eval_push_") as tmp:
+        for name, text in files.items():
+            Path(tmp, name).write_text(text, encoding="utf-8")
+        out["url"] = push_folder(tmp, repo_id, mirror=False, revision=branch, parent_commit=parent_commit,
+                                 create_pr=create_pr, token=token, commit_message=message)
+    out["committed"] = True
+    return out
+
+
 def _features(encoder, ds, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     from .knn import extract_features
 
@@ -156,16 +258,24 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
                      batch_size: int = 256, device: str | torch.device | None = None, seed: int = 0,
                      linear_epochs: int = 100, linear_weight_decay: float = 1e-4, revision: str | None = None,
                      token: str | bool | None = None, output_dir: str | os.PathLike | None = None,
-                     update_card: bool = True) -> dict[str, Any]:
+                     update_card: bool = True, push: bool = False, create_pr: bool = False) -> dict[str, Any]:
     """kNN (+ linear) top-1 of a saved encoder on each dataset; see the module docstring.
 
+    ``push`` (a Hub repo id only): send the results back to the repo's card at ``revision`` (default main),
+    committed on top of the commit evaluated; ``create_pr``: open a pull request with them instead (needs
+    ``push``). See :func:`push_eval_results`.
+
     Returns ``{"model": ..., "results": {dataset: {"knn_top1", "knn_top5", "linear_top1", "num_train",
-    "num_test", "num_classes", "knn_k", "knn_t", "seconds", ...}}, "eval_results_path": ..., "card_path": ...}``.
+    "num_test", "num_classes", "knn_k", "knn_t", "seconds", ...}}, "eval_results_path": ..., "card_path": ...}``
+    and, with ``push``, ``"revision"`` (the commit evaluated) and ``"push"`` (:func:`push_eval_results`' answer).
 
     Raises:
         ValueError / FileNotFoundError: an unknown dataset (named), a dataset refused by
-        :func:`~mimcl_hub.eval.knn.load_knn_datasets` (names the dataset, split and column), or a bad encoder
-        folder; nothing is written then.
+        :func:`~mimcl_hub.eval.knn.load_knn_datasets` (names the dataset, split and column), a bad encoder
+        folder, ``create_pr`` without ``push``, ``push`` for a local folder, with ``update_card=False`` or with
+        a commit id as ``revision`` (without ``create_pr``); nothing is written then.
+        :class:`~mimcl_hub.hub.push.PushError` (a ValueError): the commit failed (the results are in the error
+        only when nothing else was written).
     """
     from ..hub.encoder import MIMCLEncoder
     from .knn import knn_accuracy
@@ -189,8 +299,23 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     check_output_apart(output_dir if output_dir is not None else model_dir_or_repo,
                        {f"--dataset {d}": d for d in datasets},
                        what="--output_dir" if output_dir is not None else "the encoder folder")
-    encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=revision, token=token, device=device)
     is_local = os.path.isdir(os.fspath(model_dir_or_repo))
+    commit = None
+    if create_pr and not push:
+        raise ValueError("--create_pr opens a pull request with the results on the model's Hub repo: it needs --push")
+    if push:
+        if is_local:
+            raise ValueError(f"--push sends the results to a Hub model's card, and {os.fspath(model_dir_or_repo)!r} is a "
+                             "local folder: evaluate the Hub model (`mimcl eval ORG/NAME --push`), or update the "
+                             "folder (`mimcl eval DIR`) and upload it (`mimcl push DIR --repo_id ORG/NAME`)")
+        if not update_card:
+            raise ValueError("--push commits the updated model card: it cannot be combined with --no_card")
+        from .._safety import check_repo_id
+
+        check_repo_id(os.fspath(model_dir_or_repo), what="MODEL for --push (a Hub repo id)")
+        _push_branch(revision, create_pr)                     # a commit id without --create_pr: before any work
+        commit = _hub_commit(os.fspath(model_dir_or_repo), revision, token)
+    encoder = MIMCLEncoder.from_pretrained(model_dir_or_repo, revision=commit or revision, token=token, device=device)
     target = Path(output_dir) if output_dir is not None else (Path(model_dir_or_repo) if is_local else None)
     card_src = None                      # the card to update, parsed now: a broken one fails before any work
     if target is not None and update_card:
@@ -199,6 +324,8 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
                 card_src = candidate
                 _read_card(card_src)
                 break
+    if push and encoder.folder is not None and (encoder.folder / "README.md").is_file():
+        _read_card(encoder.folder / "README.md")             # the Hub card to merge into: a broken one fails now
     data_cfg = encoder.data_config()
     img_size = int(data_cfg["input_size"][-1])
     results: dict[str, dict[str, Any]] = {}
@@ -233,6 +360,10 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
 
     out: dict[str, Any] = {"model": str(model_dir_or_repo), "results": results, "eval_results_path": None,
                            "card_path": None}
+    if push:
+        out["revision"] = commit
+        out["push"] = push_eval_results(os.fspath(model_dir_or_repo), results, parent_commit=commit, revision=revision,
+                                        create_pr=create_pr, token=token if isinstance(token, str) else None)
     if target is None:
         return out
     path = target / EVAL_RESULTS_NAME

@@ -19,13 +19,21 @@ size) before any real allocation, and non-finite weights are refused. Every defe
 ``forward(pixel_values)`` returns pooled (B, D) features; :meth:`MIMCLEncoder.embed` takes PIL images or
 uint8 arrays and applies the model's own preprocessing (``timm.data.resolve_data_config`` +
 ``create_transform``, eval mode). :meth:`MIMCLEncoder.save_pretrained` writes the same folder back
-(via ``save_encoder``), keeping the model card.
+(via ``save_encoder``), keeping the model card, and :meth:`MIMCLEncoder.push_to_hub` uploads that folder with
+:func:`mimcl_hub.hub.push.push_encoder` (the code ``mimcl push`` and training's ``--push_to_hub`` use): the
+``huggingface_hub.ModelHubMixin`` shape, ``save_pretrained(dir, push_to_hub=True, repo_id=...)`` included::
+
+    encoder = MIMCLEncoder.from_pretrained("runs/vit/encoder")
+    url = encoder.push_to_hub("my-org/vit-simclr-infoaug")          # one verified commit (none when unchanged)
+    same = MIMCLEncoder.from_pretrained("my-org/vit-simclr-infoaug")  # same weights, config.json and README.md
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -208,17 +216,46 @@ class MIMCLEncoder(nn.Module):
 
     # ---------------------------------------------------------------------------------------- saving
 
-    def save_pretrained(self, folder: str | os.PathLike, card: Any = None, **kwargs: Any) -> str:
-        """Write the encoder folder with :func:`~mimcl_hub.hub.save.save_encoder` (atomically).
+    def save_pretrained(self, folder: str | os.PathLike, card: Any = None, *, repo_id: str | None = None,
+                        push_to_hub: bool = False, token: str | None = None, private: bool = False,
+                        revision: str | None = None, commit_message: str | None = None, create_pr: bool = False,
+                        **kwargs: Any) -> str:
+        """Write the encoder folder with :func:`~mimcl_hub.hub.save.save_encoder` (atomically); with
+        ``push_to_hub=True`` upload it to ``repo_id`` too (:meth:`push_to_hub`'s arguments).
 
         ``card``: a :class:`~mimcl_hub.hub.card.RunCard` (or a mapping of its fields) rendered into a new
         ``README.md``. Without it the loaded model card (``README.md``), its twin picture and ``eval_results.json``
-        are kept as they are, so ``from_pretrained(save_pretrained(...))`` round-trips. Extra keyword arguments go
-        to ``save_encoder`` (``heads``, ``heads_config``, ``metrics``, ``twin_figure``).
-        """
-        from .save import save_encoder
+        are kept as they are, so ``from_pretrained(save_pretrained(...))`` round-trips; an encoder without a card
+        (built from a model) gets a new one. ``repo_id``: the Hub repo the folder is for: a card rendered here
+        names it (``hub_model_id``, the repo its "How to use" snippets load) unless the card sets another. Extra
+        keyword arguments go to ``save_encoder`` (``heads``, ``heads_config``, ``metrics``, ``twin_figure``).
 
+        Returns:
+            The folder's absolute path; with ``push_to_hub`` the commit URL (or pull request URL) instead, as
+            ``ModelHubMixin.save_pretrained`` does.
+
+        Raises:
+            ValueError: ``push_to_hub`` without ``repo_id`` (nothing written), push arguments without
+                ``push_to_hub``, a bad card field; :class:`~mimcl_hub.hub.push.PushError` when the upload fails
+                (the folder stays written).
+        """
+        from .save import as_run_card, save_encoder
+
+        if push_to_hub and not repo_id:
+            raise ValueError("save_pretrained(push_to_hub=True) needs repo_id='ORG/NAME' (the Hub repo to push to)")
+        if repo_id is not None:
+            check_repo_id(repo_id, what="repo_id")
+        if not push_to_hub and (token is not None or private or revision is not None or commit_message is not None
+                                or create_pr):
+            raise ValueError("save_pretrained: token / private / revision / commit_message / create_pr apply to the "
+                             "upload only; pass push_to_hub=True (and repo_id) or call push_to_hub")
         loaded_card = self.card if card is None else None
+        if card is None and loaded_card is None and repo_id is not None:
+            card = {}                    # no card to keep: render one that names the repo
+        if card is not None and repo_id is not None:
+            card = as_run_card(card)
+            if card.hub_model_id is None:
+                card = dataclasses.replace(card, hub_model_id=repo_id)
         src = self.folder
         if src is not None and "twin_figure" not in kwargs and (src / "twins.png").is_file():
             kwargs["twin_figure"] = str(src / "twins.png")
@@ -234,7 +271,51 @@ class MIMCLEncoder(nn.Module):
             extra[CARD_NAME] = str(loaded_card.content).encode("utf-8")
         for name, data in extra.items():
             atomic_write_bytes(out / name, data)
+        if push_to_hub:
+            from .push import push_encoder
+
+            return push_encoder(out, repo_id, token=token, private=private, revision=revision, create_pr=create_pr,
+                                commit_message=commit_message or self._commit_message())
         return str(out)
+
+    def push_to_hub(self, repo_id: str, *, card: Any = None, token: str | None = None, private: bool = False,
+                    revision: str | None = None, commit_message: str | None = None, create_pr: bool = False,
+                    endpoint: str | None = None, max_retries: int | None = None,
+                    backoff: float | None = None) -> str:
+        """Upload this encoder to the model repo ``repo_id``: :meth:`save_pretrained` into a temporary folder (the
+        files training writes: ``config.json``, ``model.safetensors``, ``README.md``, ``training_metrics.json``
+        and, when loaded with them, ``eval_results.json`` / ``twins.png``), then
+        :func:`~mimcl_hub.hub.push.push_encoder` — the code of ``mimcl push`` and of training's ``--push_to_hub``:
+        one verified atomic commit, retried on transient faults, the repo mirroring the folder.
+
+        ``card``: as in :meth:`save_pretrained` (default: the loaded card, unchanged; a new card naming
+        ``repo_id`` for an encoder without one). ``revision``: the branch (default ``main``, created when
+        missing). ``create_pr``: open a pull request against that branch instead of committing to it (the repo
+        must exist). ``endpoint`` / ``token`` default to ``HF_ENDPOINT`` / ``HF_TOKEN`` (or the saved login);
+        ``max_retries`` / ``backoff`` to ``MIMCL_PUSH_MAX_RETRIES`` / ``MIMCL_PUSH_BACKOFF``.
+
+        Returns:
+            The commit URL (the pull request URL with ``create_pr``). When the repo already holds exactly these
+            files nothing is committed and the URL of the commit holding them is returned.
+
+        Raises:
+            :class:`~mimcl_hub.hub.push.PushError` (a ``ValueError``): a bad repo id / revision, a refused
+            token, or an upload that failed (nothing is reported as pushed unless the Hub holds every file).
+        """
+        from .push import PushError, push_encoder
+
+        try:
+            check_repo_id(repo_id, what="repo_id")
+        except ValueError as e:
+            raise PushError(str(e)) from e
+        with tempfile.TemporaryDirectory(prefix="mimcl_push_") as tmp:
+            folder = self.save_pretrained(Path(tmp) / repo_id.split("/")[-1], card=card, repo_id=repo_id)
+            return push_encoder(folder, repo_id, token=token, private=private, revision=revision,
+                                create_pr=create_pr, endpoint=endpoint, max_retries=max_retries, backoff=backoff,
+                                commit_message=commit_message or self._commit_message())
+
+    def _commit_message(self) -> str:
+        return f"Upload {self.config.get('architecture', 'encoder')} encoder with mimcl_hub (MIMCLEncoder.push_to_hub)"
 
     def extra_repr(self) -> str:
         return f"architecture={self.config.get('architecture')!r}, num_features={self.config.get('num_features')}"

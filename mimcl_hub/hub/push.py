@@ -23,6 +23,17 @@ the head again and finds the folder already there (step 2), or the Hub refuses t
 (HTTP 412) and the push re-plans from the new head. ``max_retries`` / ``backoff`` default to the
 environment variables ``MIMCL_PUSH_MAX_RETRIES`` (4) and ``MIMCL_PUSH_BACKOFF`` (1.0 s).
 
+Pull requests (``create_pr=True``): the same single commit is sent with the Hub's ``create_pr=1``, so it
+lands on a new ``refs/pr/N`` opened against ``revision`` (which does not move) and the pull request's URL is
+returned; step 1 does not create anything (the repo and branch must exist: anyone may open a PR on a repo
+they cannot write to). That commit is never re-sent after a fault that may have reached the Hub (each send
+would open another PR): the error says to look at the repo's pull requests first. A folder the branch
+already holds opens no PR (the commit URL of the head is returned, as above).
+
+``parent_commit``: plan and commit on top of that commit instead of the branch head, e.g. the revision an
+evaluation read. Without ``create_pr`` a branch that has moved past it is an error (:class:`StaleRevisionError`,
+nothing committed, nothing overwritten); with it the pull request starts from that commit.
+
 ``upload_folder`` is not used on purpose: with ``hf_xet`` installed it may split a folder into several
 commits. ``HF_ENDPOINT`` and ``HF_TOKEN`` are honoured (read at call time); ``endpoint=`` / ``token=``
 override them. Every failure is a :class:`PushError` naming the repo, and for 401/403 the (masked) token.
@@ -40,8 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
-__all__ = ["ENCODER_FILES", "PushError", "RetryPolicy", "git_blob_sha1", "is_transient", "mask_token", "push_encoder",
-           "push_folder"]
+__all__ = ["ENCODER_FILES", "PushError", "RetryPolicy", "StaleRevisionError", "git_blob_sha1", "is_transient",
+           "mask_token", "push_encoder", "push_folder"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +68,10 @@ class PushError(ValueError, RuntimeError):
 
     A ``ValueError`` (bad input, the CLI answers exit code 2) and a ``RuntimeError`` (what the training loop
     raised before)."""
+
+
+class StaleRevisionError(PushError):
+    """The branch moved past ``parent_commit`` (someone else committed in between): nothing was committed."""
 
 
 def mask_token(token: Optional[str]) -> str:
@@ -311,8 +326,9 @@ def _describe(error: BaseException) -> str:
 def push_encoder(folder: Union[str, os.PathLike], repo_id: str, token: Optional[str] = None, private: bool = False,
                  revision: Optional[str] = None, commit_message: Optional[str] = None,
                  endpoint: Optional[str] = None, max_retries: Optional[int] = None,
-                 backoff: Optional[float] = None) -> str:
-    """Upload ``folder`` to the model repo ``repo_id`` as one verified commit; returns the commit URL.
+                 backoff: Optional[float] = None, create_pr: bool = False) -> str:
+    """Upload ``folder`` to the model repo ``repo_id`` as one verified commit; returns the commit URL (with
+    ``create_pr``: the URL of the pull request opened against ``revision``, see the module docstring).
 
     ``token`` defaults to ``HF_TOKEN`` / the saved login, ``endpoint`` to ``HF_ENDPOINT`` /
     https://huggingface.co, ``revision`` to ``main`` (another branch is created from main when missing).
@@ -325,19 +341,22 @@ def push_encoder(folder: Union[str, os.PathLike], repo_id: str, token: Optional[
     path = _check_folder(folder)
     return push_folder(path, repo_id, token=token, private=private, revision=revision, endpoint=endpoint,
                        commit_message=commit_message or f"Upload encoder from {path.name} with mimcl_hub",
-                       max_retries=max_retries, backoff=backoff)
+                       max_retries=max_retries, backoff=backoff, create_pr=create_pr)
 
 
 def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = "model",
                 space_sdk: Optional[str] = None, mirror: bool = True, token: Optional[str] = None,
                 private: bool = False, revision: Optional[str] = None, commit_message: Optional[str] = None,
                 endpoint: Optional[str] = None, max_retries: Optional[int] = None,
-                backoff: Optional[float] = None, exclude: Sequence[str] = ()) -> str:
+                backoff: Optional[float] = None, exclude: Sequence[str] = (), create_pr: bool = False,
+                parent_commit: Optional[str] = None) -> str:
     """Upload every file of ``folder`` to the ``repo_type`` repo ``repo_id`` (a Space is created with
-    ``space_sdk``) as one verified, retried commit (see the module docstring); returns the commit URL.
-    With ``mirror`` the repo's files that the folder lacks are deleted in the same commit; without it they
-    stay. ``exclude``: top-level files or folders of ``folder`` left out (e.g. ``.mimcl``, the run state of a
-    mine). Raises :class:`PushError`."""
+    ``space_sdk``) as one verified, retried commit (see the module docstring); returns the commit URL, or the
+    pull request's URL with ``create_pr``. With ``mirror`` the repo's files that the folder lacks are deleted in
+    the same commit; without it they stay. ``exclude``: top-level files or folders of ``folder`` left out (e.g.
+    ``.mimcl``, the run state of a mine). ``parent_commit``: commit on top of that commit (a 40-hex id), see
+    the module docstring. Raises :class:`PushError` (:class:`StaleRevisionError` when the branch moved past
+    ``parent_commit``)."""
     path = Path(folder)
     if not path.is_dir():
         raise PushError(f"cannot push {path}: not a folder")
@@ -349,6 +368,9 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
     if revision is not None and not _is_branch_name(revision):
         raise PushError(f"invalid revision {revision!r} for {repo_id}: not a git branch name (no '..', '//', "
                         "leading / trailing '/' or '.', '.lock' ending, '@{', spaces or any of ~^:?*[\\)")
+    if parent_commit is not None and not (isinstance(parent_commit, str) and len(parent_commit) == 40
+                                          and all(c in "0123456789abcdef" for c in parent_commit)):
+        raise PushError(f"invalid parent_commit {parent_commit!r} for {repo_id}: expected a 40-hex commit id")
     policy = RetryPolicy.resolve(max_retries, backoff)
     local = _digests(path, _local_files(path, tuple(exclude)))
 
@@ -366,7 +388,7 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
     message = commit_message or f"Upload {path.name} with mimcl_hub"
     target = _Target(repo_id, repo_type, space_sdk, mirror)
     try:
-        url = _push(api, policy, path, target, branch, private, message, local)
+        url = _push(api, policy, path, target, branch, private, message, local, create_pr, parent_commit)
     except HfHubHTTPError as e:
         status = _status(e)
         if status in (401, 403):
@@ -379,7 +401,7 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
         raise PushError(f"pushing {path} to {where} failed (HTTP {status}){_tries(policy, e)}: {first}; "
                         + _AGAIN) from e
     except PushError as e:
-        raise PushError(f"pushing {path} to {where} failed: {e}") from e
+        raise type(e)(f"pushing {path} to {where} failed: {e}") from e
     except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as e:  # connection refused / dropped, bad answers
         raise PushError(f"pushing {path} to {where} failed{_tries(policy, e)}: could not complete the upload "
                         f"({_describe(e) or 'connection closed'}); " + _AGAIN) from e
@@ -419,16 +441,18 @@ def _remote(api, policy: RetryPolicy, target: _Target, revision: str, what: str 
 
 
 def _push(api, policy: RetryPolicy, path: Path, target: _Target, branch: str, private: bool, message: str,
-          local: dict[str, _Digest]) -> str:
+          local: dict[str, _Digest], create_pr: bool = False, parent: Optional[str] = None) -> str:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
 
     repo_id, repo_type = target.repo_id, target.repo_type
-    policy.call("create the repo", lambda: api.create_repo(repo_id, repo_type=repo_type, private=private or None,
-                                                           exist_ok=True, space_sdk=target.space_sdk))
-    if branch != "main":
-        policy.call("create the branch", lambda: api.create_branch(repo_id, branch=branch, repo_type=repo_type,
-                                                                   exist_ok=True))
+    if not create_pr and parent is None:      # a PR / a commit on top of a known revision: it exists already
+        policy.call("create the repo", lambda: api.create_repo(repo_id, repo_type=repo_type,
+                                                               private=private or None, exist_ok=True,
+                                                               space_sdk=target.space_sdk))
+        if branch != "main":
+            policy.call("create the branch", lambda: api.create_branch(repo_id, branch=branch,
+                                                                       repo_type=repo_type, exist_ok=True))
     commit_url = None
     commits = 0
     while commit_url is None:
@@ -438,19 +462,35 @@ def _push(api, policy: RetryPolicy, path: Path, target: _Target, branch: str, pr
                 logger.info("the Hub already holds %s at %s (an earlier commit attempt was applied)", path, head)
             commit_url = target.commit_url(api.endpoint, head)
             break
+        if parent is not None and head != parent:
+            if not create_pr:
+                raise StaleRevisionError(
+                    f"{branch} has moved from {parent[:12]} to {head[:12]} since that revision was read; nothing was "
+                    "committed (run again to work on the new head, or open a pull request from the old one)")
+            head, remote = _remote(api, policy, target, parent)      # the PR starts from the commit asked for
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path / name))
                       for name, digest in local.items() if name not in remote or not _matches(remote[name], digest)]
         if target.mirror:
             operations += [CommitOperationDelete(path_in_repo=name) for name in sorted(set(remote) - set(local))
                            if name != ".gitattributes"]
+        if not operations:                # the parent commit of a PR already holds the folder: nothing to open
+            commit_url = target.commit_url(api.endpoint, head)
+            break
         commits += 1
         policy.attempts["create the commit"] = commits
         policy.last = "create the commit"
         try:
             info = api.create_commit(repo_id, operations, revision=branch, repo_type=repo_type,
-                                     commit_message=message, parent_commit=head)
+                                     commit_message=message, parent_commit=head, create_pr=create_pr)
         except Exception as e:
             stale = isinstance(e, HfHubHTTPError) and _status(e) in (409, 412)   # the head moved under us
+            if create_pr and is_transient(e):
+                raise PushError(f"opening the pull request failed ({_describe(e)}) and it may have been opened "
+                                f"all the same; look at the pull requests of {repo_id} before running again (each "
+                                "run opens a new one)") from e
+            if stale and parent is not None and not create_pr:
+                raise StaleRevisionError(f"{branch} moved past {parent[:12]} while committing; nothing was "
+                                         "committed (run again to work on the new head)") from e
             if not (stale or is_transient(e)) or commits > policy.max_retries:
                 raise
             wait = 0.0 if stale else policy.delay(commits, e)
@@ -458,7 +498,7 @@ def _push(api, policy: RetryPolicy, path: Path, target: _Target, branch: str, pr
                            _describe(e), commits, policy.max_retries, wait)
             time.sleep(wait)
             continue
-        commit_url = str(info.commit_url)
+        commit_url = str(info.pr_url or info.commit_url) if create_pr else str(info.commit_url)
         try:
             _verify(api, policy, path, target, info.oid, local)
         except PushError:
