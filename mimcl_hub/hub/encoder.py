@@ -81,6 +81,22 @@ def resolve_folder(path_or_repo_id: str | os.PathLike, revision: str | None = No
                                 f"({type(e).__name__}: {' '.join(str(e).split())})") from e
 
 
+def _holds_weights(path: Path, model: nn.Module) -> bool:
+    """Does the safetensors file ``path`` hold exactly ``model``'s state dict (names, dtypes, shapes, values)?"""
+    if not path.is_file():
+        return False
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(str(path))
+    except Exception:         # unreadable / not safetensors: write the model's own file
+        return False
+    state = model.state_dict()
+    return saved.keys() == state.keys() and all(
+        saved[k].dtype == v.dtype and saved[k].shape == v.shape and torch.equal(saved[k], v.detach().cpu())
+        for k, v in state.items())
+
+
 class MIMCLEncoder(nn.Module):
     """A saved mimcl_hub encoder: a headless timm backbone plus its config and model card.
 
@@ -267,6 +283,10 @@ class MIMCLEncoder(nn.Module):
             if (src / "training_metrics.json").is_file() and "metrics" not in kwargs:
                 kwargs["metrics"] = json.loads((src / "training_metrics.json").read_text(encoding="utf-8"))
         out = Path(save_encoder(self.model, folder, card, **kwargs))
+        if src is not None and _holds_weights(src / WEIGHTS_NAME, self.model):
+            # unchanged weights keep their file byte for byte (safetensors writes its metadata in hash-map order,
+            # so a new file may differ in the header alone): a re-push of a loaded encoder commits nothing
+            extra[WEIGHTS_NAME] = (src / WEIGHTS_NAME).read_bytes()
         if loaded_card is not None:
             extra[CARD_NAME] = str(loaded_card.content).encode("utf-8")
         for name, data in extra.items():
