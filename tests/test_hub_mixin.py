@@ -300,6 +300,37 @@ def test_commit_on_a_moved_branch_is_refused_and_a_pr_from_it_is_not(hub, encode
     assert hub.files("mimcl-org/stale", "refs/pr/1")["notes.md"] == b"ours\n"
 
 
+def test_push_eval_results_to_a_repo_without_a_card(hub, tmp_path):
+    """push_eval_results (what --push calls after evaluating) on a repo with no README.md: a card holding just the
+    model-index and the results table is committed; the same results again commit nothing."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "notes.txt").write_text("a repo without a model card\n")
+    result = {"knn_top1": 0.61234, "knn_top5": 0.9, "knn_k": 20, "knn_t": 0.07, "split": "test", "num_train": 10,
+              "num_test": 5}
+    out = _python(hub, tmp_path / "home", f"""
+        import json
+        from huggingface_hub import HfApi
+        from mimcl_hub.eval import push_eval_results
+        from mimcl_hub.hub.push import push_folder
+        push_folder({str(tmp_path / "files")!r}, "mimcl-org/no-card")
+        head = HfApi().repo_info("mimcl-org/no-card").sha
+        first = push_eval_results("mimcl-org/no-card", {{"digits": {result!r}}}, parent_commit=head)
+        head2 = HfApi().repo_info("mimcl-org/no-card").sha
+        again = push_eval_results("mimcl-org/no-card", {{"digits": {result!r}}}, parent_commit=head2)
+        print(json.dumps({{"first": first, "again": again, "head": head, "head2": head2}}))
+    """)
+    assert out["first"]["committed"] and out["first"]["url"].endswith("/commit/" + out["head2"])
+    assert out["again"] == {"url": None, "committed": False, "pull_request": False, "revision": out["head2"]}
+    assert hub.repo("mimcl-org/no-card").branches["main"] == out["head2"]
+    files = hub.files("mimcl-org/no-card")
+    meta, body = _split(files["README.md"])
+    assert set(meta) == {"model-index"} and meta["model-index"][0]["name"] == "mimcl-org/no-card"
+    assert _results(meta)[KNN1] == (0.6123, "k=20,T=0.07")
+    assert body.lstrip("\n").startswith("<!-- mimcl-eval:start -->") and "0.6123" in body
+    assert files["notes.txt"] == b"a repo without a model card\n"
+    assert json.loads(files["eval_results.json"])["results"]["digits"]["knn_top1"] == 0.61234
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

@@ -106,7 +106,7 @@ def _read_card(path: Path | None):
         if path is None:
             from huggingface_hub import ModelCard
 
-            card = ModelCard("---\n---\n", ignore_metadata_errors=False)
+            card = ModelCard("")
         else:
             card = load_model_card(path)
         return card, RunCard.from_model_card(card)

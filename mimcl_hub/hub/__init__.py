@@ -3,8 +3,8 @@ a typed :class:`RunCard`."""
 
 from .card import EvalEntry, RunCard
 from .encoder import MIMCLEncoder
-from .push import PushError, mask_token, push_encoder
+from .push import PushError, StaleRevisionError, mask_token, push_encoder
 from .save import atomic_folder, build_card, encoder_config, save_encoder
 
-__all__ = ["EvalEntry", "MIMCLEncoder", "PushError", "RunCard", "atomic_folder", "build_card", "encoder_config",
-           "mask_token", "push_encoder", "save_encoder"]
+__all__ = ["EvalEntry", "MIMCLEncoder", "PushError", "RunCard", "StaleRevisionError", "atomic_folder", "build_card",
+           "encoder_config", "mask_token", "push_encoder", "save_encoder"]
