@@ -274,8 +274,8 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
         :func:`~mimcl_hub.eval.knn.load_knn_datasets` (names the dataset, split and column), a bad encoder
         folder, ``create_pr`` without ``push``, ``push`` for a local folder, with ``update_card=False`` or with
         a commit id as ``revision`` (without ``create_pr``); nothing is written then.
-        :class:`~mimcl_hub.hub.push.PushError` (a ValueError): the commit failed (the results are in the error
-        only when nothing else was written).
+        :class:`~mimcl_hub.hub.push.PushError` (a ValueError): the commit failed; its message ends with the
+        results (``output_dir``, when given, is written before the push).
     """
     from ..hub.encoder import MIMCLEncoder
     from .knn import knn_accuracy
@@ -305,8 +305,9 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
         raise ValueError("--create_pr opens a pull request with the results on the model's Hub repo: it needs --push")
     if push:
         if is_local:
-            raise ValueError(f"--push sends the results to a Hub model's card, and {os.fspath(model_dir_or_repo)!r} is a "
-                             "local folder: evaluate the Hub model (`mimcl eval ORG/NAME --push`), or update the "
+            raise ValueError(f"--push sends the results to a Hub model's card, and "
+                             f"{os.fspath(model_dir_or_repo)!r} is a local folder: evaluate the Hub model "
+                             "(`mimcl eval ORG/NAME --push`), or update the "
                              "folder (`mimcl eval DIR`) and upload it (`mimcl push DIR --repo_id ORG/NAME`)")
         if not update_card:
             raise ValueError("--push commits the updated model card: it cannot be combined with --no_card")
@@ -360,12 +361,27 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
 
     out: dict[str, Any] = {"model": str(model_dir_or_repo), "results": results, "eval_results_path": None,
                            "card_path": None}
+    if target is not None:
+        _write_results(out, model_dir_or_repo, target, card_src, results)
     if push:
+        from ..hub.push import PushError
+
         out["revision"] = commit
-        out["push"] = push_eval_results(os.fspath(model_dir_or_repo), results, parent_commit=commit, revision=revision,
-                                        create_pr=create_pr, token=token if isinstance(token, str) else None)
-    if target is None:
-        return out
+        try:
+            out["push"] = push_eval_results(os.fspath(model_dir_or_repo), results, parent_commit=commit,
+                                            revision=revision, create_pr=create_pr,
+                                            token=token if isinstance(token, str) else None)
+        except PushError as e:         # an hour of evaluation is not lost with the commit
+            summary = {name: {k: res.get(k) for k in ("knn_top1", "knn_top5", "linear_top1")}
+                       for name, res in results.items()}
+            raise type(e)(f"{e}; the results of {commit[:12]} were {json.dumps(summary)}") from e
+    return out
+
+
+def _write_results(out: dict[str, Any], model_dir_or_repo, target: Path, card_src: Path | None,
+                   results: dict[str, dict[str, Any]]) -> None:
+    """``target/eval_results.json`` (merged with the earlier results, by dataset) and ``target/README.md`` (from
+    ``card_src``): both texts are made first, then both written atomically; the paths go into ``out``."""
     path = target / EVAL_RESULTS_NAME
     previous: dict[str, Any] = {}
     if path.is_file():
@@ -384,4 +400,3 @@ def evaluate_encoder(model_dir_or_repo: str | os.PathLike, datasets: str | Itera
     if card_text is not None:
         atomic_write_text(target / "README.md", card_text)
         out["card_path"] = str(target / "README.md")
-    return out
