@@ -354,6 +354,22 @@ def test_eval_push_bad_flags_fail_before_any_request(encoder_folder, args, messa
     assert {p.name: p.read_bytes() for p in encoder_folder.iterdir() if p.is_file()} == before
 
 
+def test_mimcl_push_create_pr_opens_a_pull_request(hub, encoder_folder, tmp_path):
+    import shutil
+
+    home = tmp_path / "home"
+    assert _mimcl(hub, home, "push", encoder_folder, "--repo_id", "mimcl-org/cli-pr").returncode == 0
+    head = hub.repo("mimcl-org/cli-pr").branches["main"]
+    changed = tmp_path / "changed"
+    shutil.copytree(encoder_folder, changed)
+    (changed / "training_metrics.json").write_text('{"train_loss": 0.5}\n')
+    proc = _mimcl(hub, home, "push", changed, "--repo_id", "mimcl-org/cli-pr", "--create_pr")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == f"{hub.url}/mimcl-org/cli-pr/discussions/1"
+    assert hub.repo("mimcl-org/cli-pr").branches["main"] == head
+    assert hub.files("mimcl-org/cli-pr", "refs/pr/1")["training_metrics.json"] == b'{"train_loss": 0.5}\n'
+
+
 def test_push_create_pr_to_a_missing_repo_is_clear(hub, encoder_folder, tmp_path):
     proc = _mimcl(hub, tmp_path / "home", "push", encoder_folder, "--repo_id", "mimcl-org/nowhere", "--create_pr")
     assert proc.returncode == 2 and "mimcl-org/nowhere" in proc.stderr and "Traceback" not in proc.stderr
