@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict
 from typing import Any, Callable, TypeVar
@@ -10,10 +11,15 @@ import torch
 from torch import nn
 
 from ..errors import RunStopped
-from .config import ConfigError
+from .config import ConfigError, tracker_available
 
-__all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main",
-           "tracker_config"]
+__all__ = ["PROJECT_NAME", "ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main",
+           "resolve_trackers", "start_trackers", "tracker_config"]
+
+logger = logging.getLogger("mimcl_hub.train")
+
+#: the trackers' project name: TensorBoard writes to OUTPUT_DIR/logs/<PROJECT_NAME>, wandb's project
+PROJECT_NAME = "mimcl_hub"
 
 T = TypeVar("T")
 
@@ -34,7 +40,7 @@ def make_accelerator(config):
     if not cuda and config.mixed_precision == "fp16":
         raise ConfigError("invalid training configuration:\n  --mixed_precision: fp16 needs a GPU; use bf16 "
                           "(supported on CPU) or no")
-    trackers = _trackers(config.report_to)
+    trackers = resolve_trackers(config.report_to)
     return Accelerator(
         cpu=not cuda,
         mixed_precision=config.mixed_precision,
@@ -56,15 +62,39 @@ def local_processes(accelerator) -> int:
         return accelerator.num_processes
 
 
-def _trackers(report_to: str) -> list[str]:
-    from accelerate.utils import is_tensorboard_available
-
+def resolve_trackers(report_to: str) -> list[str]:
+    """The Accelerate ``log_with`` names of ``--report_to``: ``auto`` = ``["tensorboard"]`` when TensorBoard is
+    installed, else ``[]``; ``none`` = ``[]``; ``all`` = ``["all"]`` (Accelerate: every installed tracker); otherwise
+    the comma list as given (validated by ``TrainConfig``: known and installed)."""
     names = [t.strip() for t in report_to.split(",") if t.strip()]
     if names == ["none"]:
         return []
     if names == ["auto"]:
-        return ["tensorboard"] if is_tensorboard_available() else []
+        return ["tensorboard"] if tracker_available("tensorboard") else []
     return names
+
+
+def start_trackers(accelerator, config) -> None:
+    """``accelerator.init_trackers`` with the run's config (wandb: the run named after ``output_dir``, its files in
+    ``OUTPUT_DIR/logs`` unless ``WANDB_DIR`` is set), then one log line on the main process saying where the metrics
+    go (or, for ``--report_to auto`` without TensorBoard, that they go only to the log files and how to get it)."""
+    wandb = {"name": os.path.basename(os.path.abspath(config.output_dir))}
+    if not os.environ.get("WANDB_DIR") and set(resolve_trackers(config.report_to)) & {"wandb", "all"}:
+        wandb["dir"] = os.path.join(config.output_dir, "logs")
+        if accelerator.is_main_process:
+            os.makedirs(wandb["dir"], exist_ok=True)
+    accelerator.init_trackers(PROJECT_NAME, config=tracker_config(config), init_kwargs={"wandb": wandb})
+    if not accelerator.is_main_process:
+        return
+    names = [t.name for t in accelerator.trackers]
+    files = f"{os.path.join(config.output_dir, 'trainer_log.jsonl')} and train_results.json"
+    if names:
+        where = f"; TensorBoard: tensorboard --logdir {accelerator.logging_dir}" if "tensorboard" in names else ""
+        logger.info("metrics go to %s and %s%s", ", ".join(names), files, where)
+    elif config.report_to.strip() == "auto":
+        logger.info("--report_to auto: TensorBoard is not installed, so metrics go only to the log, %s. For "
+                    "TensorBoard curves: pip install \"mimcl-hub[tracking]\" (or pick a tracker with --report_to, "
+                    "e.g. wandb; --report_to none hides this line)", files)
 
 
 def tracker_config(config) -> dict[str, Any]:
