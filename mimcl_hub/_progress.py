@@ -162,18 +162,18 @@ def progress(iterable: Optional[Iterable] = None, *, total: Optional[int] = None
 def datasets_progress(disable: Optional[bool] = None):
     """``datasets``' own bars (``Dataset.map``) follow :func:`show_progress_bars` inside the block, unless the user set
     ``HF_DATASETS_DISABLE_PROGRESS_BARS`` (then theirs wins); the previous setting is restored afterwards."""
-    from datasets.utils import logging as ds_logging
+    import datasets
 
     if os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS") is not None:
         yield
         return
-    was_disabled = ds_logging.are_progress_bars_disabled()
+    was_disabled = datasets.are_progress_bars_disabled()
     want = show_progress_bars(disable)
     if want == (not was_disabled):
         yield
         return
-    (ds_logging.enable_progress_bars if want else ds_logging.disable_progress_bars)()
+    (datasets.enable_progress_bars if want else datasets.disable_progress_bars)()
     try:
         yield
     finally:
-        (ds_logging.disable_progress_bars if was_disabled else ds_logging.enable_progress_bars)()
+        (datasets.disable_progress_bars if was_disabled else datasets.enable_progress_bars)()
