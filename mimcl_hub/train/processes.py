@@ -86,11 +86,11 @@ def start_trackers(accelerator, config) -> None:
     accelerator.init_trackers(PROJECT_NAME, config=tracker_config(config), init_kwargs={"wandb": wandb})
     if not accelerator.is_main_process:
         return
-    names = [t.name for t in accelerator.trackers]
+    names = [f"TensorBoard (tensorboard --logdir {accelerator.logging_dir})" if t.name == "tensorboard" else t.name
+             for t in accelerator.trackers]
     files = f"{os.path.join(config.output_dir, 'trainer_log.jsonl')} and train_results.json"
     if names:
-        where = f"; TensorBoard: tensorboard --logdir {accelerator.logging_dir}" if "tensorboard" in names else ""
-        logger.info("metrics go to %s and %s%s", ", ".join(names), files, where)
+        logger.info("metrics go to %s, %s", ", ".join(names), files)
     elif config.report_to.strip() == "auto":
         logger.info("--report_to auto: TensorBoard is not installed, so metrics go only to the log, %s. For "
                     "TensorBoard curves: pip install \"mimcl-hub[tracking]\" (or pick a tracker with --report_to, "
