@@ -25,7 +25,7 @@ import pytest
 
 from mimcl_hub._progress import PROGRESS_ENV, ProgressLog, datasets_progress, progress, show_progress_bars
 from mimcl_hub.train import ConfigError, TrainConfig, lr_lambda, parse_config, train
-from mimcl_hub.train.processes import resolve_trackers
+from mimcl_hub.train.trackers import resolve_trackers, tracker_available
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "vit_simclr.py"
@@ -40,8 +40,6 @@ BAR = "%|"          # what every tqdm bar line contains ("training: 100%|#####| 
 
 
 def _installed(name: str) -> bool:
-    from mimcl_hub.train.config import tracker_available
-
     return tracker_available(name)
 
 
@@ -91,7 +89,8 @@ def _logged(out: Path, key: str) -> dict[int, float]:
 
 def _expected_lr(step: int) -> float:
     """The warm-up + cosine schedule of TINY after ``step`` optimizer steps."""
-    return TINY["learning_rate"] * lr_lambda(TINY["warmup_steps"], TINY["max_steps"], TINY.get("min_lr_ratio", 0.0))(step)
+    schedule = lr_lambda(TINY["warmup_steps"], TINY["max_steps"], TINY.get("min_lr_ratio", 0.0))
+    return TINY["learning_rate"] * schedule(step)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -25,13 +25,9 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from .._safety import check_number, check_output_apart, check_repo_id
 from .data_flags import data_flag_problems
+from .trackers import TRACKERS, report_to_problem
 
-__all__ = ["ConfigError", "OneOf", "Range", "TRACKERS", "TrainConfig", "config_parser", "missing_trackers", "parse_config",
-           "tracker_available"]
-
-#: Accelerate trackers accepted by --report_to (plus "auto", "all" and "none").
-TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
+__all__ = ["ConfigError", "OneOf", "Range", "TrainConfig", "config_parser", "parse_config"]
 
 class ConfigError(ValueError):
     """A training configuration is invalid; the message lists every bad flag."""
@@ -131,41 +127,6 @@ def _resume(flag: str, value: Any) -> Optional[str]:
     if value in (None, "latest") or os.path.isdir(str(value)):
         return None
     return f"{value!r} is neither 'latest' nor an existing checkpoint folder"
-
-
-def _report_to(flag: str, value: Any) -> Optional[str]:
-    trackers = [t.strip() for t in str(value).split(",") if t.strip()]
-    unknown = [t for t in trackers if t not in (*TRACKERS, "auto", "all", "none")]
-    if unknown or not trackers:
-        return f"unknown tracker(s) {unknown or value!r}; use auto, none, all or some of {', '.join(TRACKERS)}"
-    if len(trackers) > 1 and set(trackers) & {"auto", "all", "none"}:
-        return f"{value!r}: auto, all and none stand alone; or give a comma list of {', '.join(TRACKERS)}"
-    missing = missing_trackers(trackers)
-    if missing:
-        return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed (pip install "
-                f"{' '.join(_TRACKER_PACKAGES.get(t, t) for t in missing)}"
-                + (", or pip install 'mimcl-hub[tracking]' for TensorBoard" if "tensorboard" in missing else "")
-                + "); or use --report_to auto / none")
-    return None
-
-
-#: pip package of each tracker whose name differs from its --report_to name
-_TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
-
-
-def tracker_available(name: str) -> bool:
-    """Whether Accelerate can start the tracker ``name`` here (its ``is_<name>_available``)."""
-    import importlib.util
-
-    import accelerate.utils
-
-    check = getattr(accelerate.utils, f"is_{name}_available", None)
-    return bool(check()) if check is not None else importlib.util.find_spec(name) is not None
-
-
-def missing_trackers(names: Sequence[str]) -> list[str]:
-    """The trackers of ``names`` (--report_to entries) that are not installed ("auto", "all", "none" never are)."""
-    return [t for t in names if t in TRACKERS and not tracker_available(t)]
 
 
 def _optional_bool(flag: str, value: Any) -> Optional[str]:
@@ -299,19 +260,18 @@ class TrainConfig:
     # ---- logging / checkpoints ----------------------------------------------------------------------
     logging_steps: int = _field(10, "Log every N optimizer steps (the only steps that read values to the host).",
                                 Range(1, None, integer=True))
-    report_to: str = _field("auto", "Accelerate trackers: auto (tensorboard when installed: pip install "
-                                    "'mimcl-hub[tracking]'), none, all (every installed one), or a comma list of "
-                                    f"{', '.join(TRACKERS)}. TensorBoard logs go to OUTPUT_DIR/logs.", _report_to)
+    report_to: str = _field("auto", "Trackers: auto (tensorboard when installed: pip install 'mimcl-hub[tracking]'), "
+                                    f"none, all (every installed one), or a comma list of {', '.join(TRACKERS)}. "
+                                    "TensorBoard logs go to OUTPUT_DIR/logs.", report_to_problem)
     save_steps: int = _field(50, "Checkpoint every N optimizer steps (0: only at the end).",
                              Range(0, None, integer=True))
     save_total_limit: Optional[int] = _field(2, "Keep the newest N checkpoints (None: keep all).",
                                              Range(1, None, integer=True, optional=True))
     resume_from_checkpoint: Optional[str] = _field(
         None, "A checkpoint folder, or 'latest' (the newest complete one in output_dir/checkpoints).", _resume)
-    disable_tqdm: Optional[bool] = _field(
-        None, "No progress bars (--disable_tqdm), or bars (--disable_tqdm false). Default: bars when stderr is a "
-              "terminal and CI is not set, else a progress line in the log every 30 s (env MIMCL_PROGRESS_BARS=1/0 "
-              "decides too).", _optional_bool)
+    disable_tqdm: Optional[bool] = _field(None, "No progress bars (--disable_tqdm), or bars (--disable_tqdm false). "
+                                          "Default: bars when stderr is a terminal and CI is unset, else a log line "
+                                          "every 30 s (env MIMCL_PROGRESS_BARS=1/0 decides too).", _optional_bool)
 
     # ---- kNN monitor --------------------------------------------------------------------------------
     eval_dataset: str = _field(
@@ -460,8 +420,7 @@ def _hf_parser(prog: Optional[str], description: Optional[str]):
             plain = copy.copy(f)
             plain.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
             HfArgumentParser._parse_dataclass_field(parser, plain)
-            if f.default is None and f.type in (Optional[bool], "Optional[bool]"):
-                # an Optional[bool] flag (None = decide automatically) given bare means True, as a bool flag
+            if f.default is None and f.type in (Optional[bool], "Optional[bool]"):   # bare --disable_tqdm = True
                 action = parser._option_string_actions[f"--{f.name}"]
                 action.nargs, action.const = "?", True
 

@@ -49,10 +49,10 @@ from .encoder_folder import push_trained_encoder, save_trained_encoder
 from .run_data import build_dataset, make_loader
 from .faults import FaultPlan
 from .optim import apply_schedule, build_optimizer, lr_lambda
-from .processes import (ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main,
-                        start_trackers)
+from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main
 from .resume import (check_custom_pickles, check_resume_config, check_resume_data, data_identity,
                      resume_settings)
+from .trackers import start_trackers
 
 __all__ = ["NonFiniteLossError", "OutputDirError", "ProcessesOutOfSyncError", "PushError", "TrainResult",
            "TrainingInterrupted", "build_optimizer", "lr_lambda", "train"]

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
-from dataclasses import asdict
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import RunStopped
-from .config import ConfigError, tracker_available
+from .config import ConfigError
+from .trackers import resolve_trackers
 
-__all__ = ["PROJECT_NAME", "ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main",
-           "resolve_trackers", "start_trackers", "tracker_config"]
-
-logger = logging.getLogger("mimcl_hub.train")
-
-#: the trackers' project name: TensorBoard writes to OUTPUT_DIR/logs/<PROJECT_NAME>, wandb's project
-PROJECT_NAME = "mimcl_hub"
+__all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main"]
 
 T = TypeVar("T")
 
@@ -60,46 +53,6 @@ def local_processes(accelerator) -> int:
         return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     except ValueError:
         return accelerator.num_processes
-
-
-def resolve_trackers(report_to: str) -> list[str]:
-    """The Accelerate ``log_with`` names of ``--report_to``: ``auto`` = ``["tensorboard"]`` when TensorBoard is
-    installed, else ``[]``; ``none`` = ``[]``; ``all`` = ``["all"]`` (Accelerate: every installed tracker); otherwise
-    the comma list as given (validated by ``TrainConfig``: known and installed)."""
-    names = [t.strip() for t in report_to.split(",") if t.strip()]
-    if names == ["none"]:
-        return []
-    if names == ["auto"]:
-        return ["tensorboard"] if tracker_available("tensorboard") else []
-    return names
-
-
-def start_trackers(accelerator, config) -> None:
-    """``accelerator.init_trackers`` with the run's config (wandb: the run named after ``output_dir``, its files in
-    ``OUTPUT_DIR/logs`` unless ``WANDB_DIR`` is set), then one log line on the main process saying where the metrics
-    go (or, for ``--report_to auto`` without TensorBoard, that they go only to the log files and how to get it)."""
-    wandb = {"name": os.path.basename(os.path.abspath(config.output_dir))}
-    if not os.environ.get("WANDB_DIR") and set(resolve_trackers(config.report_to)) & {"wandb", "all"}:
-        wandb["dir"] = os.path.join(config.output_dir, "logs")
-        if accelerator.is_main_process:
-            os.makedirs(wandb["dir"], exist_ok=True)
-    accelerator.init_trackers(PROJECT_NAME, config=tracker_config(config), init_kwargs={"wandb": wandb})
-    if not accelerator.is_main_process:
-        return
-    names = [f"TensorBoard (tensorboard --logdir {accelerator.logging_dir})" if t.name == "tensorboard" else t.name
-             for t in accelerator.trackers]
-    files = f"{os.path.join(config.output_dir, 'trainer_log.jsonl')} and train_results.json"
-    if names:
-        logger.info("metrics go to %s, %s", ", ".join(names), files)
-    elif config.report_to.strip() == "auto":
-        logger.info("--report_to auto: TensorBoard is not installed, so metrics go only to the log, %s. For "
-                    "TensorBoard curves: pip install \"mimcl-hub[tracking]\" (or pick a tracker with --report_to, "
-                    "e.g. wandb; --report_to none hides this line)", files)
-
-
-def tracker_config(config) -> dict[str, Any]:
-    """The config as flat scalars (TensorBoard hparams reject None and containers)."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in asdict(config).items()}
 
 
 def on_main(accelerator, fn: Callable[[], T]) -> T:
