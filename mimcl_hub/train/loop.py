@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
-from .._progress import progress
+from .._progress import datasets_progress, progress
 from ..errors import RunStopped
 from ..hub.push import PushError
 from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
@@ -199,7 +199,7 @@ def _train(config: TrainConfig, faults: Optional[FaultPlan]) -> TrainResult:
     from .threads import configure_cpu_threads
 
     configure_cpu_threads(accelerator.device.type, local_processes(accelerator))
-    with run_lock(config.output_dir, accelerator):
+    with run_lock(config.output_dir, accelerator), datasets_progress(config.disable_tqdm):   # map bars: same rule
         try:
             run = _setup(config, accelerator, faults or FaultPlan())
             _loop(run)
