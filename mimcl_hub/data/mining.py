@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
 import datasets
 import numpy as np
 
+from .._progress import datasets_progress, show_progress_bars
 from .._safety import check_number
 from ..errors import ClipError
 from ..mi.twins import STATUS_NAMES, TwinOptions, find_twins
@@ -352,9 +354,13 @@ def mine_dataset(
         num_threads = max(1, usable_cores() // workers)
     if num_threads is not None:  # only then: the fingerprint (cache) of a default one-process map stays as it was
         fn_kwargs["num_threads"] = num_threads
+    bars = show_progress_bars()
+    if not bars:        # no bar (CI, a log file): say what runs and how long it took
+        logger.info("%s: %d clips in %d process(es)", desc, len(dataset), workers)
+    t0 = time.monotonic()
     try:
         # workers > 1: lowered here, before the workers fork (see decoding.intra_op_threads), restored after
-        with intra_op_threads(fn_kwargs.get("num_threads")):
+        with intra_op_threads(fn_kwargs.get("num_threads")), datasets_progress():
             mined = dataset.map(
                 mine_twin_patches,
                 batched=True,
@@ -368,6 +374,8 @@ def mine_dataset(
             )
     finally:
         close_reader()  # the decoder a one-process map left open in this thread
+    if not bars:
+        logger.info("%s: %d clips done in %.1f s", desc, len(dataset), time.monotonic() - t0)
     return mined.with_format(None)
 
 

@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import datasets
-from tqdm.auto import tqdm
 
+from mimcl_hub._progress import progress
 from mimcl_hub.data.video import DEFAULT_CUT_FACTOR, VideoSource, detect_shot_cuts, scan_video, shot_windows
 from mimcl_hub.errors import ClipError
 
@@ -304,7 +304,8 @@ def _clips_from_files(
 ) -> datasets.Dataset:
     """Clip rows of ``(name, absolute path, problem found while listing or None)`` entries, one scan each."""
     rows = _ClipRows(CLIP_FEATURES, on_error, what, window)
-    for name, path, problem in tqdm(entries, desc="scanning videos for shot cuts", disable=len(entries) < 2):
+    for name, path, problem in progress(entries, desc="scanning videos for shot cuts", unit="video",
+                                        quiet=len(entries) < 2):
         label, name = _printable(path), _printable(name)
         try:
             problem = problem or _file_problem(path, label)
@@ -511,7 +512,8 @@ def hf_video_clips(
 
     rows = _ClipRows(HF_CLIP_FEATURES, on_error, "hf_video_clips", window)
     sources = _hf_video_sources(dataset, video_column)
-    for index, path, data in tqdm(sources, total=len(dataset), desc="scanning videos for shot cuts", disable=len(dataset) < 2):
+    for index, path, data in progress(sources, total=len(dataset), desc="scanning videos for shot cuts", unit="video",
+                                       quiet=len(dataset) < 2):
         label = f"row {index} of column {video_column!r} ({path or 'bytes'})"
         name = f"row{index}/{os.path.basename(path) if path else 'video'}"
         video = str(path) if path else None

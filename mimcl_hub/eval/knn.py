@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._progress import progress
+
 __all__ = [
     "KNNMonitor", "LabelledImages", "extract_features", "knn_accuracy", "knn_predict", "load_knn_datasets",
 ]
@@ -154,13 +156,15 @@ def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, dataloader: Iterable, device: torch.device | str | None = None,
-                     autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                     autocast_dtype: torch.dtype | None = None, channels_last: bool = False,
+                     desc: str | None = "extracting features") -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (N, D) float32 and labels (N,) of every batch of ``dataloader``.
 
     The backbone runs in eval mode (BN running statistics, no dropout) and is put back in the mode it
     was in. ``device`` defaults to the backbone's; ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs
     the forward under ``torch.autocast``. Pass a plain (unwrapped) module: a DDP wrapper would start
-    collectives that other processes never join.
+    collectives that other processes never join. ``desc``: label of the progress bar (or of the periodic log line
+    where there are no bars, see :mod:`mimcl_hub._progress`); None: no progress shown.
     """
     was_training = backbone.training
     if device is None:
@@ -172,7 +176,7 @@ def extract_features(backbone: nn.Module, dataloader: Iterable, device: torch.de
     backbone.eval()
     feats, labels = [], []
     try:
-        for batch in dataloader:
+        for batch in progress(dataloader, desc=desc or "", unit="batch", leave=False, quiet=desc is None):
             images, y = _split_batch(batch)
             images = images.to(device, non_blocking=True)
             if channels_last:
@@ -224,8 +228,10 @@ class KNNMonitor:
 
     def __call__(self, backbone: nn.Module, device: torch.device | str | None = None) -> dict[str, float]:
         kw = dict(device=device, autocast_dtype=self.autocast_dtype, channels_last=self.channels_last)
-        tr_f, tr_y = extract_features(backbone, self._loader(self.train_set), **kw)
-        te_f, te_y = extract_features(backbone, self._loader(self.test_set), **kw)
+        tr_f, tr_y = extract_features(backbone, self._loader(self.train_set), desc=f"kNN features ({self.name}, "
+                                      "train)", **kw)
+        te_f, te_y = extract_features(backbone, self._loader(self.test_set), desc=f"kNN features ({self.name}, "
+                                      "test)", **kw)
         if not (torch.isfinite(tr_f).all() and torch.isfinite(te_f).all()):
             return {"knn_top1": math.nan}
         acc = knn_accuracy(tr_f, tr_y, te_f, te_y, k=self.k, T=self.T, num_classes=self.num_classes)

@@ -25,12 +25,9 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from .._safety import check_number, check_output_apart, check_repo_id
 from .data_flags import data_flag_problems
+from .trackers import TRACKERS, report_to_problem
 
 __all__ = ["ConfigError", "OneOf", "Range", "TrainConfig", "config_parser", "parse_config"]
-
-#: Accelerate trackers accepted by --report_to (plus "auto", "all" and "none").
-TRACKERS = ("tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio")
-
 
 class ConfigError(ValueError):
     """A training configuration is invalid; the message lists every bad flag."""
@@ -132,12 +129,8 @@ def _resume(flag: str, value: Any) -> Optional[str]:
     return f"{value!r} is neither 'latest' nor an existing checkpoint folder"
 
 
-def _report_to(flag: str, value: Any) -> Optional[str]:
-    trackers = [t.strip() for t in str(value).split(",") if t.strip()]
-    unknown = [t for t in trackers if t not in (*TRACKERS, "auto", "all", "none")]
-    if unknown or not trackers:
-        return f"unknown tracker(s) {unknown or value!r}; use auto, none, all or some of {', '.join(TRACKERS)}"
-    return None
+def _optional_bool(flag: str, value: Any) -> Optional[str]:
+    return None if value is None or isinstance(value, bool) else f"must be true, false or unset, got {value!r}"
 
 
 def _repo_id(flag: str, value: Any) -> Optional[str]:
@@ -267,15 +260,18 @@ class TrainConfig:
     # ---- logging / checkpoints ----------------------------------------------------------------------
     logging_steps: int = _field(10, "Log every N optimizer steps (the only steps that read values to the host).",
                                 Range(1, None, integer=True))
-    report_to: str = _field("auto", "Accelerate trackers: auto (tensorboard when installed), none, all, or a comma "
-                                    f"list of {', '.join(TRACKERS)}.", _report_to)
+    report_to: str = _field("auto", "Trackers: auto (tensorboard when installed: pip install 'mimcl-hub[tracking]'), "
+                                    f"none, all (every installed one), or a comma list of {', '.join(TRACKERS)}. "
+                                    "TensorBoard logs go to OUTPUT_DIR/logs.", report_to_problem)
     save_steps: int = _field(50, "Checkpoint every N optimizer steps (0: only at the end).",
                              Range(0, None, integer=True))
     save_total_limit: Optional[int] = _field(2, "Keep the newest N checkpoints (None: keep all).",
                                              Range(1, None, integer=True, optional=True))
     resume_from_checkpoint: Optional[str] = _field(
         None, "A checkpoint folder, or 'latest' (the newest complete one in output_dir/checkpoints).", _resume)
-    disable_tqdm: bool = _field(False, "No progress bar.")
+    disable_tqdm: Optional[bool] = _field(None, "No progress bars (--disable_tqdm), or bars (--disable_tqdm false). "
+                                          "Default: bars when stderr is a terminal and CI is unset, else a log line "
+                                          "every 30 s (env MIMCL_PROGRESS_BARS=1/0 decides too).", _optional_bool)
 
     # ---- kNN monitor --------------------------------------------------------------------------------
     eval_dataset: str = _field(
@@ -424,6 +420,9 @@ def _hf_parser(prog: Optional[str], description: Optional[str]):
             plain = copy.copy(f)
             plain.metadata = MappingProxyType({k: v for k, v in f.metadata.items() if k != "check"})
             HfArgumentParser._parse_dataclass_field(parser, plain)
+            if f.default is None and f.type in (Optional[bool], "Optional[bool]"):   # bare --disable_tqdm = True
+                action = parser._option_string_actions[f"--{f.name}"]
+                action.nargs, action.const = "?", True
 
     return Parser(TrainConfig, prog=prog, description=description,
                   formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .._atomic import atomic_write_text
+from .._progress import datasets_progress, progress
 from ..errors import RunStopped
 from ..hub.push import PushError
 from .checkpoint import (LOCK_NAME, CheckpointError, OutputDirError, TrainingState, check_free_space, check_output_dir,
@@ -48,9 +49,10 @@ from .encoder_folder import push_trained_encoder, save_trained_encoder
 from .run_data import build_dataset, make_loader
 from .faults import FaultPlan
 from .optim import apply_schedule, build_optimizer, lr_lambda
-from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main, tracker_config
+from .processes import ProcessesOutOfSyncError, check_sync, local_processes, make_accelerator, on_main
 from .resume import (check_custom_pickles, check_resume_config, check_resume_data, data_identity,
                      resume_settings)
+from .trackers import start_trackers
 
 __all__ = ["NonFiniteLossError", "OutputDirError", "ProcessesOutOfSyncError", "PushError", "TrainResult",
            "TrainingInterrupted", "build_optimizer", "lr_lambda", "train"]
@@ -197,7 +199,7 @@ def _train(config: TrainConfig, faults: Optional[FaultPlan]) -> TrainResult:
     from .threads import configure_cpu_threads
 
     configure_cpu_threads(accelerator.device.type, local_processes(accelerator))
-    with run_lock(config.output_dir, accelerator):
+    with run_lock(config.output_dir, accelerator), datasets_progress(config.disable_tqdm):   # map bars: same rule
         try:
             run = _setup(config, accelerator, faults or FaultPlan())
             _loop(run)
@@ -250,7 +252,7 @@ def _setup(config: TrainConfig, accelerator, faults: FaultPlan) -> _Run:
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", resume_path, state.step, state.epoch,
                     state.batch_in_epoch)
 
-    accelerator.init_trackers("mimcl_hub", config=tracker_config(config))
+    start_trackers(accelerator, config)
     if accelerator.is_main_process:
         logger.info("training %s with %s (twin_mode=%s, mi_weight=%s) for %d steps (%d per epoch, global batch %d, "
                     "%d processes, %s, %s, %d CPU threads)", config.model_name, config.objective, config.twin_mode,
@@ -271,11 +273,9 @@ def _setup(config: TrainConfig, accelerator, faults: FaultPlan) -> _Run:
 
 
 def _loop(run: _Run) -> None:
-    from tqdm.auto import tqdm
-
     config, accelerator, state = run.config, run.accelerator, run.state
-    bar = tqdm(total=run.max_steps, initial=state.step, disable=not run.main or config.disable_tqdm, desc="training",
-               dynamic_ncols=True)
+    bar = progress(total=run.max_steps, initial=state.step, desc="training", unit="step", disable=config.disable_tqdm,
+                   quiet=not run.main, log=logger)
     run.backbone.train(), run.objective.train()
     stopping = False
     with StepControl(accelerator) as control:

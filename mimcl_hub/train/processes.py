@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import RunStopped
 from .config import ConfigError
+from .trackers import resolve_trackers
 
-__all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main",
-           "tracker_config"]
+__all__ = ["ProcessesOutOfSyncError", "check_sync", "local_processes", "make_accelerator", "on_main"]
 
 T = TypeVar("T")
 
@@ -34,7 +33,7 @@ def make_accelerator(config):
     if not cuda and config.mixed_precision == "fp16":
         raise ConfigError("invalid training configuration:\n  --mixed_precision: fp16 needs a GPU; use bf16 "
                           "(supported on CPU) or no")
-    trackers = _trackers(config.report_to)
+    trackers = resolve_trackers(config.report_to)
     return Accelerator(
         cpu=not cuda,
         mixed_precision=config.mixed_precision,
@@ -54,22 +53,6 @@ def local_processes(accelerator) -> int:
         return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     except ValueError:
         return accelerator.num_processes
-
-
-def _trackers(report_to: str) -> list[str]:
-    from accelerate.utils import is_tensorboard_available
-
-    names = [t.strip() for t in report_to.split(",") if t.strip()]
-    if names == ["none"]:
-        return []
-    if names == ["auto"]:
-        return ["tensorboard"] if is_tensorboard_available() else []
-    return names
-
-
-def tracker_config(config) -> dict[str, Any]:
-    """The config as flat scalars (TensorBoard hparams reject None and containers)."""
-    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in asdict(config).items()}
 
 
 def on_main(accelerator, fn: Callable[[], T]) -> T:
