@@ -345,6 +345,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if command == "train":
             return cmd_train(argv[1:])
         args = build_parser().parse_args(argv)
+        if command in ("mine", "eval"):     # datasets' own bars (map, save, load) follow the one progress rule
+            from ._progress import datasets_progress
+
+            with datasets_progress():
+                return args.func(args)
         return args.func(args)
     except KeyboardInterrupt:           # Ctrl-C: one line, the shell's status for SIGINT (outputs are atomic)
         print(f"mimcl {command}: interrupted (Ctrl-C); no output was left half-written", file=sys.stderr)
