@@ -387,7 +387,7 @@ def create_backbone(
                          "global_pool='' are not supported (use timm.create_model directly for feature maps).")
     timm_kwargs = {k: v for k, v in timm_kwargs.items() if k != "num_classes"}
 
-    from timm.models._factory import parse_model_name
+    from timm.models import parse_model_name
 
     try:
         source, model_id = parse_model_name(name)
@@ -488,7 +488,7 @@ def timm_config_for(name_or_model: str | nn.Module) -> dict[str, Any]:
     if not arch:
         raise ValueError(f"{type(model).__name__} is not a timm model (no pretrained_cfg['architecture'])")
     try:
-        from timm.models._input import get_model_args
+        from timm.models import get_model_args
 
         args = get_model_args(model)
     except ImportError:  # older timm: only the recorded factory kwargs
@@ -513,11 +513,11 @@ def backbone_data_config(model: nn.Module) -> dict[str, Any]:
     if not hasattr(model, "pretrained_cfg"):
         raise ValueError(f"{type(model).__name__} is not a timm model (no pretrained_cfg); cannot resolve its data config")
     try:
-        from timm.data.model_config import resolve_input_data_config as _resolve
+        from timm.data import resolve_input_data_config as _resolve
     except ImportError:  # older timm
         from timm.data import resolve_model_data_config as _resolve
     try:
-        from timm.models._input import get_model_input_config
+        from timm.models import get_model_input_config
 
         # the model's current nominal size (e.g. img_size given at creation), not its checkpoint's
         cfg = _resolve(model, args={"input_size": tuple(get_model_input_config(model)["input_size"])})
