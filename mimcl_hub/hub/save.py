@@ -84,6 +84,10 @@ def _timm_hf_config(backbone: nn.Module) -> dict[str, Any]:
                           crop_pct=data["crop_pct"], crop_mode=data["crop_mode"], mean=list(data["mean"]),
                           std=list(data["std"]), num_classes=0)
     pretrained_cfg.pop("architecture", None)     # top level in timm's layout (set by encoder_config)
+    from timm.models import get_model_input_config
+
+    current = get_model_input_config(backbone)  # the model as built (e.g. a ViT made dynamic-size), as timm writes
+    pretrained_cfg.update(fixed_input_size=bool(current["fixed_input_size"]), first_conv=current["first_conv"])
     if tuple(source.get("input_size", ())[1:]) != tuple(data["input_size"][1:]):
         pretrained_cfg["pool_size"] = None      # the source's pool size belongs to the source's input size
         for key in _TEST_SIZES:

@@ -1,0 +1,47 @@
+"""The dependency floors of pyproject.toml and the versions the lowest-versions CI step installs (.ci/lowest.txt)
+are the same numbers, so the two never drift apart."""
+
+import re
+import runpy
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the packages whose floors the CI step installs and tests (issue 15, item 6)
+CHECKED = {"timm", "transformers", "datasets", "accelerate", "safetensors", "huggingface-hub"}
+
+
+def _pyproject_floors() -> dict[str, str]:
+    """``{name: floor}`` of the ``name>=floor`` entries of ``[project] dependencies`` (read without a TOML
+    library: the list is one entry a line)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[\n(.*?)^\]", text, re.S | re.M)
+    assert block, "pyproject.toml: no [project] dependencies list"
+    floors = {}
+    for entry in re.findall(r'"([^"]+)"', block.group(1)):
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([^,;\s]+)(.*)", entry)
+        assert match, f"pyproject.toml: dependency {entry!r} has no '>=' floor"
+        floors[match.group(1).lower().replace("_", "-")] = match.group(2)
+    return floors
+
+
+def test_lowest_txt_pins_exactly_the_pyproject_floors():
+    """Every pin of .ci/lowest.txt is the ``>=`` floor pyproject.toml declares for that package, and the six
+    packages of issue 15 item 6 are all pinned."""
+    pins = runpy.run_path(str(ROOT / ".ci" / "lowest_versions.py"))["read_pins"](ROOT / ".ci" / "lowest.txt")
+    pins = {name.lower().replace("_", "-"): v for name, v in pins.items()}
+    floors = _pyproject_floors()
+    assert CHECKED <= set(pins), f".ci/lowest.txt pins {sorted(pins)}, missing {sorted(CHECKED - set(pins))}"
+    drift = {name: (floors.get(name), pins[name]) for name in pins if floors.get(name) != pins[name]}
+    assert not drift, f"floor in pyproject.toml != pin in .ci/lowest.txt: {drift}"
+
+
+def test_the_pin_reader_refuses_a_malformed_line(tmp_path):
+    import pytest
+
+    read_pins = runpy.run_path(str(ROOT / ".ci" / "lowest_versions.py"))["read_pins"]
+    path = tmp_path / "lowest.txt"
+    path.write_text("# comment\ntimm==1.0.31  # why\n\n")
+    assert read_pins(path) == {"timm": "1.0.31"}
+    path.write_text("timm>=1.0.31\n")
+    with pytest.raises(SystemExit, match="lowest.txt:1: expected 'package==version'"):
+        read_pins(path)
