@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lowest declared versions (issue 15, item 6): the floors pyproject.toml declares for timm, transformers, datasets,
-# accelerate, safetensors and huggingface-hub (+ pyarrow, pillow), pinned in .ci/lowest.txt (tests/test_lowest_versions.py
+# accelerate, safetensors and huggingface-hub (+ pyarrow, pillow), pinned in .ci/lowest.txt (tests/test_dependencies.py
 # keeps the two equal), installed into a separate virtual environment on top of the CI one (its torch / torchvision
 # are used, not installed twice), then the loading, card, push, training and mining tests run with them.
 # Any failure (environment, install, versions, tests) exits non-zero: a red CI step, never a skip.

@@ -1,7 +1,10 @@
-"""The dependency floors of pyproject.toml and the versions the lowest-versions CI step installs (.ci/lowest.txt)
-are the same numbers, so the two never drift apart."""
+"""Dependencies you can trust (issue 15, item 6): every package mimcl_hub imports is declared in pyproject.toml (none
+is left to arrive as another package's dependency), and the floors pyproject.toml declares are the versions the
+lowest-versions CI step (.ci/lowest.sh) installs and tests (.ci/lowest.txt), so the two never drift apart."""
 
+import ast
 import re
+import sys
 import runpy
 from pathlib import Path
 
@@ -22,6 +25,39 @@ def _pyproject_floors() -> dict[str, str]:
         assert match, f"pyproject.toml: dependency {entry!r} has no '>=' floor"
         floors[match.group(1).lower().replace("_", "-")] = match.group(2)
     return floors
+
+
+#: import name -> distribution name, where they differ
+_DISTRIBUTIONS = {"PIL": "pillow", "cv2": "opencv-python-headless", "sklearn": "scikit-learn", "yaml": "pyyaml",
+                  "huggingface_hub": "huggingface-hub"}
+
+
+def _imported_packages() -> dict[str, str]:
+    """``{top-level module: first file importing it}`` of every absolute, non-stdlib import in mimcl_hub/."""
+    found = {}
+    for path in sorted((ROOT / "mimcl_hub").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != "mimcl_hub":
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_imported_package_is_a_declared_dependency():
+    """No direct import of a transitive package (e.g. httpx2, which only huggingface_hub 2.x brings)."""
+    imported = _imported_packages()
+    declared = set(_pyproject_floors())
+    assert {"torch", "timm", "transformers", "datasets", "huggingface_hub"} <= set(imported)   # the scan works
+    undeclared = {module: where for module, where in imported.items()
+                  if _DISTRIBUTIONS.get(module, module).lower().replace("_", "-") not in declared}
+    assert not undeclared, f"imported by mimcl_hub but not in pyproject.toml [project] dependencies: {undeclared}"
 
 
 def test_lowest_txt_pins_exactly_the_pyproject_floors():
