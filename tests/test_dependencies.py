@@ -50,10 +50,31 @@ def _imported_packages() -> dict[str, str]:
     return found
 
 
+#: extras for developing mimcl_hub, not features of it: a package only they list is no dependency of the package
+_DEVELOPMENT_EXTRAS = {"test", "dev", "bench"}
+
+
+def _optional_dependencies() -> set[str]:
+    """Names of the packages the feature extras of ``[project.optional-dependencies]`` list (``tracking``,
+    ``examples``, ...: imported only where installed), without the development extras."""
+    text = (ROOT / "pyproject.toml").read_text()
+    section = re.search(r"^\[project\.optional-dependencies\]\n(.*?)(?=^\[)", text, re.S | re.M)
+    assert section, "pyproject.toml: no [project.optional-dependencies]"
+    body = "\n".join(line.split("#", 1)[0] for line in section.group(1).splitlines())
+    names = set()
+    for extra, entries in re.findall(r"^([A-Za-z0-9][\w-]*)\s*=\s*\[(.*?)\]", body, re.S | re.M):
+        if extra not in _DEVELOPMENT_EXTRAS:
+            names |= {re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", entry).group(0).lower().replace("_", "-")
+                      for entry in re.findall(r'"([^"]+)"', entries)}
+    return names
+
+
 def test_every_imported_package_is_a_declared_dependency():
-    """No direct import of a transitive package (e.g. httpx2, which only huggingface_hub 2.x brings)."""
+    """No direct import of a transitive package (e.g. httpx2, which only huggingface_hub 2.x brings): every package
+    mimcl_hub imports is a [project] dependency, or an optional one (an extra) for the imports guarded by one."""
     imported = _imported_packages()
-    declared = set(_pyproject_floors())
+    declared = set(_pyproject_floors()) | _optional_dependencies()
+    assert {"pyyaml", "huggingface-hub"} <= set(_pyproject_floors()) and "scikit-video" in _optional_dependencies()
     assert {"torch", "timm", "transformers", "datasets", "huggingface_hub"} <= set(imported)   # the scan works
     undeclared = {module: where for module, where in imported.items()
                   if _DISTRIBUTIONS.get(module, module).lower().replace("_", "-") not in declared}
