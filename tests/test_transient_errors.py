@@ -1,6 +1,7 @@
-"""push.is_transient classifies the real exception classes of every HTTP stack huggingface_hub has used (requests +
-urllib3 in 0.x, httpx in 1.x, httpx2 in 2.x) without importing any of them itself; each stack installed here is
-checked with its own classes (the fault-injection tests of tests/test_push.py drive the one huggingface_hub uses)."""
+"""push.is_transient (through hub/http_errors.py) classifies the real exception classes of every HTTP stack
+huggingface_hub has used (requests + urllib3 in 0.x, httpx in 1.x, httpx2 in 2.x) without importing any of them;
+each stack installed here is checked with its own classes (the fault-injection tests of tests/test_push.py drive the
+one huggingface_hub uses)."""
 
 import importlib
 import subprocess
@@ -8,7 +9,8 @@ import sys
 
 import pytest
 
-from mimcl_hub.hub.push import _is_http_library_error, is_transient
+from mimcl_hub.hub.http_errors import is_connection_error, is_http_library_error
+from mimcl_hub.hub.push import is_transient
 
 
 def _cases(name):
@@ -33,14 +35,14 @@ def _cases(name):
 def test_each_http_stack_is_classified_by_its_own_classes(name):
     transient, permanent = _cases(name)
     for error in transient:
-        assert is_transient(error), error
+        assert is_transient(error) and is_connection_error(error), error
         wrapped = RuntimeError("LFS upload failed")          # huggingface_hub wraps LFS failures
         wrapped.__cause__ = error
         assert is_transient(wrapped), error
     for error in permanent:
-        assert not is_transient(error), error
+        assert not is_transient(error) and not is_connection_error(error), error
     for error in transient + permanent:
-        assert _is_http_library_error(error), error
+        assert is_http_library_error(error), error
 
 
 def test_builtin_and_status_errors():
@@ -57,5 +59,5 @@ def test_builtin_and_status_errors():
     assert all(is_transient(http(s)) for s in (408, 429, 500, 502, 503, 504, 599))
     assert not any(is_transient(http(s)) for s in (400, 401, 403, 404, 409, 412, 422))
     assert not is_transient(ValueError("bad")) and not is_transient(FileNotFoundError("x"))
-    assert not _is_http_library_error(ValueError("bad")) and not _is_http_library_error(KeyError("x"))
+    assert not is_http_library_error(ValueError("bad")) and not is_http_library_error(KeyError("x"))
 

@@ -300,7 +300,8 @@ def _check_finite(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 # ------------------------------------------------------------------------------------------------ building the model
 
 
-def _parse_timm_config(config: dict[str, Any], extra_fields: Mapping[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _parse_timm_config(config: dict[str, Any],
+                       extra_fields: Mapping[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """``(pretrained_cfg, model_name, model_args)`` of a timm ``config.json`` dict (changed in place), as timm's
     ``local-dir:`` loader reads it (timm >= 1.0.16, ``timm.models._hub._parse_model_cfg``, which is private, so it
     is written out here): a legacy single dict is split; ``extra_fields`` and the top-level ``num_classes`` /

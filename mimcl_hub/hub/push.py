@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
+from .http_errors import is_connection_error, is_http_library_error
+
 __all__ = ["ENCODER_FILES", "PushError", "RetryPolicy", "git_blob_sha1", "is_transient", "mask_token", "push_encoder",
            "push_folder"]
 
@@ -217,47 +219,17 @@ def _chain(error: BaseException):
         error = error.__cause__ or error.__context__
 
 
-#: Exception classes of the HTTP stacks huggingface_hub has used (requests + urllib3 up to 0.x, httpx in 1.x, httpx2
-#: in 2.x) that mean a dropped / refused connection, a timeout or a broken protocol exchange: matched by the module
-#: and name of a class in the error's MRO, so none of these transitive packages is imported (or needed) here.
-_TRANSIENT_HTTP_CLASSES = {
-    "httpx": {"TimeoutException", "NetworkError", "RemoteProtocolError"},
-    "httpx2": {"TimeoutException", "NetworkError", "RemoteProtocolError"},
-    "httpcore": {"TimeoutException", "NetworkError", "RemoteProtocolError"},
-    "requests": {"ConnectionError", "Timeout", "ChunkedEncodingError"},
-    "urllib3": {"TimeoutError", "ProtocolError", "NewConnectionError"},
-}
-#: the base error class of each HTTP stack (any of its errors: a connection or a bad answer)
-_HTTP_BASE_CLASSES = {"httpx": "HTTPError", "httpx2": "HTTPError", "requests": "RequestException",
-                      "urllib3": "HTTPError"}
-
-
-def _http_classes(error: BaseException):
-    """``(top-level package, class name)`` of every class in ``type(error).__mro__``."""
-    for cls in type(error).__mro__:
-        yield cls.__module__.partition(".")[0], cls.__name__
-
-
-def _is_http_library_error(error: BaseException) -> bool:
-    """True for an error raised by the HTTP stack of huggingface_hub (requests / urllib3 / httpx / httpx2)."""
-    return any(_HTTP_BASE_CLASSES.get(package) == name or name in _TRANSIENT_HTTP_CLASSES.get(package, ())
-               for package, name in _http_classes(error))
-
-
 def is_transient(error: BaseException) -> bool:
     """True for faults worth retrying: HTTP 408 / 429 / 5xx, dropped or refused connections, timeouts (anywhere
     in the exception chain: huggingface_hub wraps LFS upload failures in a RuntimeError); never another 4xx.
 
     Works with whichever HTTP library huggingface_hub uses (requests in 0.x, httpx in 1.x, httpx2 in 2.x) without
-    importing it: a connection / timeout error is recognised by its class (see ``_TRANSIENT_HTTP_CLASSES``) or by
-    the builtin ``ConnectionError`` / ``TimeoutError``."""
+    importing it (:func:`mimcl_hub.hub.http_errors.is_connection_error`)."""
     for e in _chain(error):
         status = _status(e)
         if status is not None:
             return status in _RETRY_STATUS or 500 <= status < 600
-        if isinstance(e, (ConnectionError, TimeoutError)):
-            return True
-        if any(name in _TRANSIENT_HTTP_CLASSES.get(package, ()) for package, name in _http_classes(e)):
+        if is_connection_error(e):
             return True
     return False
 
@@ -410,7 +382,7 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
     except PushError as e:
         raise PushError(f"pushing {path} to {where} failed: {e}") from e
     except Exception as e:  # noqa: BLE001  connection refused / dropped, bad answers; anything else is raised as is
-        if not isinstance(e, (OSError, ValueError, RuntimeError)) and not _is_http_library_error(e):
+        if not isinstance(e, (OSError, ValueError, RuntimeError)) and not is_http_library_error(e):
             raise
         raise PushError(f"pushing {path} to {where} failed{_tries(policy, e)}: could not complete the upload "
                         f"({_describe(e) or 'connection closed'}); " + _AGAIN) from e
