@@ -18,7 +18,8 @@ python -m venv --system-site-packages "$lowest" \
 "$lowest/bin/python" .ci/lowest_versions.py .ci/lowest.txt     # prints what runs; exits 1 if a pin is not what imports
 echo "=== installed in $((SECONDS - start)) s; tests ==="
 "$lowest/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_encoder_loading.py tests/test_save.py tests/test_card.py tests/test_push.py tests/test_mining.py \
+    tests/test_encoder_loading.py tests/test_save.py tests/test_card.py tests/test_push.py tests/test_transient_errors.py \
+    tests/test_mining.py \
     "tests/test_train.py::test_short_run_saves_checkpoints_and_a_loadable_encoder" \
     "tests/test_train.py::test_sigterm_in_process_raises_training_interrupted_with_the_checkpoint" \
     "tests/test_reliability.py::test_resume_never_unpickles_code_from_a_checkpoint"

@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     pins = read_pins(path)
     wrong = []
     print(f"lowest-versions environment: Python {platform.python_version()} ({sys.executable})")
-    for name in [*pins, "torch", "torchvision", "numpy", "tokenizers", "pyarrow"]:
+    for name in [*pins, *(n for n in ("torch", "torchvision", "numpy", "tokenizers", "pyarrow") if n not in pins)]:
         try:
             found = version(name)
         except PackageNotFoundError:
