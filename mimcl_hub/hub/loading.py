@@ -300,26 +300,74 @@ def _check_finite(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 # ------------------------------------------------------------------------------------------------ building the model
 
 
+def _parse_timm_config(config: dict[str, Any],
+                       extra_fields: Mapping[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """``(pretrained_cfg, model_name, model_args)`` of a timm ``config.json`` dict (changed in place), as timm's
+    ``local-dir:`` loader reads it (timm >= 1.0.16, ``timm.models._hub._parse_model_cfg``, which is private, so it
+    is written out here): a legacy single dict is split; ``extra_fields`` and the top-level ``num_classes`` /
+    ``label_names`` / ``label_descriptions`` go into ``pretrained_cfg``; ``model_args`` ``in_chans`` / ``img_size``
+    (fixed-size models) are reflected in ``pretrained_cfg["input_size"]``."""
+    if "pretrained_cfg" not in config:                      # legacy single dict
+        pretrained_cfg = config
+        config = {"architecture": pretrained_cfg.pop("architecture"),
+                  "num_features": pretrained_cfg.pop("num_features", None), "pretrained_cfg": pretrained_cfg}
+        if "labels" in pretrained_cfg:
+            pretrained_cfg["label_names"] = pretrained_cfg.pop("labels")
+    pretrained_cfg = config["pretrained_cfg"]
+    if not isinstance(pretrained_cfg, dict):
+        raise TypeError(f"pretrained_cfg must be a JSON object, got {type(pretrained_cfg).__name__}")
+    pretrained_cfg.update(extra_fields)
+    if "num_classes" in config:
+        pretrained_cfg["num_classes"] = config["num_classes"]
+    for key in ("label_names", "label_descriptions"):
+        if key in config:
+            pretrained_cfg[key] = config.pop(key)
+    model_args = config.get("model_args") or {}
+    if model_args.get("in_chans") is not None:
+        input_size = pretrained_cfg.get("input_size") or (3, 224, 224)
+        pretrained_cfg["input_size"] = (model_args["in_chans"], *input_size[1:])
+    if model_args.get("img_size") is not None and pretrained_cfg.get("fixed_input_size", False):
+        size = model_args["img_size"]
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        pretrained_cfg["input_size"] = (pretrained_cfg["input_size"][0], *size)
+    return pretrained_cfg, config["architecture"], model_args
+
+
 def _model_spec(folder: Path, config: Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """``(model_name, pretrained_cfg, model_args)`` of ``config.json``, parsed by timm's own ``local-dir:`` parser."""
+    """``(model_name, pretrained_cfg, model_args)`` of ``config.json``, parsed as timm's ``local-dir:`` loader does."""
     import copy
 
     import timm
-    from timm.models._hub import _parse_model_cfg
 
     from .. import models  # noqa: F401  registers the CIFAR ResNets / small ViTs with timm
 
     path = folder / CONFIG_NAME
     _check_model_args(path, config)
     try:
-        pretrained_cfg, model_name, model_args = _parse_model_cfg(
+        pretrained_cfg, model_name, model_args = _parse_timm_config(
             copy.deepcopy(dict(config)), extra_fields={"file": str(folder / WEIGHTS_NAME), "source": "local-dir"})
-    except Exception as e:  # noqa: BLE001  timm's parser assumes well-formed fields
+    except Exception as e:  # noqa: BLE001  the parser assumes well-formed fields, as timm's does
         raise ValueError(f"{path}: not a timm config timm can parse ({type(e).__name__}: {e})") from e
     model_args = {k: v for k, v in dict(model_args).items() if k != "num_classes"}
     if not timm.is_model(model_name):
         raise ValueError(f"{path}: unknown timm architecture {model_name!r}")
     return model_name, pretrained_cfg, model_args
+
+
+#: torch's tensor factories that take ``device=`` (the set ``torch.utils._device._device_constructors()`` holds,
+#: written out here because that function is private; names a torch build lacks are skipped)
+_FACTORY_NAMES = ("empty", "empty_permuted", "empty_strided", "empty_quantized", "ones", "zeros", "full", "arange",
+                  "range", "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm", "bartlett_window",
+                  "blackman_window", "hamming_window", "hann_window", "kaiser_window", "tril_indices", "triu_indices",
+                  "sparse_coo_tensor", "sparse_compressed_tensor", "sparse_csr_tensor", "sparse_csc_tensor",
+                  "sparse_bsr_tensor", "sparse_bsc_tensor", "asarray", "tensor", "as_tensor", "scalar_tensor")
+
+
+def _tensor_factories() -> frozenset:
+    found = [getattr(torch, name, None) for name in _FACTORY_NAMES]
+    found += [getattr(torch.fft, "fftfreq", None), getattr(torch.fft, "rfftfreq", None),
+              getattr(torch.nested, "nested_tensor", None)]
+    return frozenset(f for f in found if f is not None)
 
 
 class _AllocationBudget(torch.overrides.TorchFunctionMode):
@@ -330,12 +378,11 @@ class _AllocationBudget(torch.overrides.TorchFunctionMode):
     def __init__(self, budget: int, what: str):
         super().__init__()
         self.budget, self.used, self.what = budget, 0, what
+        self.factories = _tensor_factories()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        from torch.utils._device import _device_constructors
-
-        if func in _device_constructors():
+        if func in self.factories:
             try:
                 probe = func(*args, **{**kwargs, "device": "meta"})
                 self.used += probe.numel() * probe.element_size() if isinstance(probe, torch.Tensor) else 0

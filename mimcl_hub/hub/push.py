@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
+from .http_errors import chain as _chain, http_status as _status, is_http_library_error, is_transient
+
 __all__ = ["ENCODER_FILES", "PushError", "RetryPolicy", "StaleRevisionError", "git_blob_sha1", "is_transient",
            "mask_token", "push_encoder", "push_folder"]
 
@@ -215,36 +217,7 @@ def _differences(remote: dict, local: dict[str, _Digest], mirror: bool = True) -
 
 # ------------------------------------------------------------------------------------------------------- retries
 
-_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _BACKOFF_CAP = 30.0
-
-
-def _status(error: BaseException) -> Optional[int]:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _chain(error: BaseException):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def is_transient(error: BaseException) -> bool:
-    """True for faults worth retrying: HTTP 408 / 429 / 5xx, dropped or refused connections, timeouts (anywhere
-    in the exception chain: huggingface_hub wraps LFS upload failures in a RuntimeError); never another 4xx."""
-    import httpx2
-
-    for e in _chain(error):
-        status = _status(e)
-        if status is not None:
-            return status in _RETRY_STATUS or 500 <= status < 600
-        if isinstance(e, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError,
-                          ConnectionError, TimeoutError)):
-            return True
-    return False
 
 
 def _from_env(name: str, default: str, cast, expected: str):
@@ -374,7 +347,6 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
     policy = RetryPolicy.resolve(max_retries, backoff)
     local = _digests(path, _local_files(path, tuple(exclude)))
 
-    import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import get_token
@@ -402,7 +374,9 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, repo_type: str = 
                         + _AGAIN) from e
     except PushError as e:
         raise type(e)(f"pushing {path} to {where} failed: {e}") from e
-    except (OSError, ValueError, RuntimeError, httpx2.HTTPError) as e:  # connection refused / dropped, bad answers
+    except Exception as e:  # noqa: BLE001  connection refused / dropped, bad answers; anything else is raised as is
+        if not isinstance(e, (OSError, ValueError, RuntimeError)) and not is_http_library_error(e):
+            raise
         raise PushError(f"pushing {path} to {where} failed{_tries(policy, e)}: could not complete the upload "
                         f"({_describe(e) or 'connection closed'}); " + _AGAIN) from e
     return url

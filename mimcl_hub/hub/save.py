@@ -3,7 +3,8 @@
 ``save_encoder(backbone, folder, card)`` writes, atomically (a temporary sibling folder renamed into place, so a
 crash never leaves a half-written ``folder``):
 
-* ``config.json`` — timm's format (``timm.models.save_config_for_hf`` builds ``pretrained_cfg``),
+* ``config.json`` — timm's format (the layout of timm's ``save_config_for_hf``, written here from public
+  attributes),
   with ``architecture`` / ``model_args`` from :func:`mimcl_hub.models.timm_config_for`: a standard timm
   architecture + arguments for the ViT variants (loads without mimcl_hub), never ``num_classes``
   inside ``model_args`` (transformers' ``TimmWrapper`` passes ``num_classes=0`` itself); top level
@@ -26,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -60,18 +60,55 @@ def _plain_state_dict(module: nn.Module, drop_prefixes: tuple[str, ...] = ()) ->
     return out
 
 
+#: ``pretrained_cfg`` fields that name where the source weights came from (not these weights): dropped, as timm's
+#: ``filter_pretrained_cfg(remove_source=True)`` does; null fields are dropped too, except these timm keeps.
+_SOURCE_FIELDS = frozenset({"url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "tag"})
+_KEEP_NULL = frozenset({"pool_size", "first_conv", "classifier"})
+#: fields about the source checkpoint's classifier / test-time sizes, which a headless encoder does not have
+_SOURCE_ONLY = ("label_names", "label_descriptions", "label_offset")
+_TEST_SIZES = ("test_input_size", "test_pool_size", "test_crop_pct")
+
+
+def _timm_hf_config(backbone: nn.Module) -> dict[str, Any]:
+    """timm's ``config.json`` layout for a headless ``backbone``, built here from public attributes (timm's own
+    writer, ``timm.models._hub.save_config_for_hf``, is private and changed its output across 1.0.x releases):
+    ``global_pool`` and ``pretrained_cfg`` = the model's pretrained_cfg without source fields and nulls, with the
+    preprocessing of :func:`mimcl_hub.models.backbone_data_config` (the size it was built at)."""
+    from ..models import backbone_data_config
+
+    source = dict(getattr(backbone, "pretrained_cfg", None) or {})
+    data = backbone_data_config(backbone)
+    pretrained_cfg = {k: v for k, v in source.items()
+                      if k not in _SOURCE_FIELDS and k not in _SOURCE_ONLY and (v is not None or k in _KEEP_NULL)}
+    pretrained_cfg.update(custom_load=False, input_size=list(data["input_size"]), interpolation=data["interpolation"],
+                          crop_pct=data["crop_pct"], crop_mode=data["crop_mode"], mean=list(data["mean"]),
+                          std=list(data["std"]), num_classes=0)
+    pretrained_cfg.pop("architecture", None)     # top level in timm's layout (set by encoder_config)
+    from timm.models import get_model_input_config
+
+    current = get_model_input_config(backbone)  # the model as built (e.g. a ViT made dynamic-size), as timm writes
+    pretrained_cfg.update(fixed_input_size=bool(current["fixed_input_size"]), first_conv=current["first_conv"])
+    if tuple(source.get("input_size", ())[1:]) != tuple(data["input_size"][1:]):
+        pretrained_cfg["pool_size"] = None      # the source's pool size belongs to the source's input size
+        for key in _TEST_SIZES:
+            pretrained_cfg.pop(key, None)
+    for key, value in list(pretrained_cfg.items()):
+        if isinstance(value, tuple):
+            pretrained_cfg[key] = list(value)
+    config: dict[str, Any] = {"pretrained_cfg": pretrained_cfg}
+    pool = getattr(backbone, "global_pool", None)
+    pool = getattr(pool, "pool_type", pool)     # CNNs hold a SelectAdaptivePool2d, ViTs a string
+    if isinstance(pool, str) and pool:
+        config["global_pool"] = pool
+    return config
+
+
 def encoder_config(backbone: nn.Module) -> dict[str, Any]:
     """The ``config.json`` dict for ``backbone`` (see module docstring)."""
-    from timm.models._hub import save_config_for_hf
-
     from ..models import backbone_data_config, timm_config_for
 
     arch = timm_config_for(backbone)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "config.json")
-        save_config_for_hf(backbone, path)
-        with open(path) as f:
-            config = json.load(f)
+    config = _timm_hf_config(backbone)
     model_args = {k: v for k, v in arch["model_args"].items() if k != "num_classes"}
     config["architecture"] = arch["architecture"]
     config["num_classes"] = 0

@@ -387,7 +387,7 @@ def create_backbone(
                          "global_pool='' are not supported (use timm.create_model directly for feature maps).")
     timm_kwargs = {k: v for k, v in timm_kwargs.items() if k != "num_classes"}
 
-    from timm.models._factory import parse_model_name
+    from timm.models import parse_model_name
 
     try:
         source, model_id = parse_model_name(name)
@@ -487,12 +487,9 @@ def timm_config_for(name_or_model: str | nn.Module) -> dict[str, Any]:
     arch = cfg.get("architecture")
     if not arch:
         raise ValueError(f"{type(model).__name__} is not a timm model (no pretrained_cfg['architecture'])")
-    try:
-        from timm.models._input import get_model_args
+    from timm.models import get_model_args  # public since timm 1.0.31 (the declared floor)
 
-        args = get_model_args(model)
-    except ImportError:  # older timm: only the recorded factory kwargs
-        args = dict(getattr(model, "_model_args", {}))
+    args = get_model_args(model)
     drop = {"num_classes", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype"}
     args = {k: v for k, v in args.items() if k not in drop and "drop" not in k}
     if isinstance(args.get("img_size"), (tuple, list)) and len(set(args["img_size"])) == 1:
@@ -512,17 +509,11 @@ def backbone_data_config(model: nn.Module) -> dict[str, Any]:
     """
     if not hasattr(model, "pretrained_cfg"):
         raise ValueError(f"{type(model).__name__} is not a timm model (no pretrained_cfg); cannot resolve its data config")
-    try:
-        from timm.data.model_config import resolve_input_data_config as _resolve
-    except ImportError:  # older timm
-        from timm.data import resolve_model_data_config as _resolve
-    try:
-        from timm.models._input import get_model_input_config
+    from timm.data import resolve_input_data_config      # public since timm 1.0.31 (the declared floor)
+    from timm.models import get_model_input_config
 
-        # the model's current nominal size (e.g. img_size given at creation), not its checkpoint's
-        cfg = _resolve(model, args={"input_size": tuple(get_model_input_config(model)["input_size"])})
-    except ImportError:  # older timm
-        cfg = _resolve(model)
+    # the model's current nominal size (e.g. img_size given at creation), not its checkpoint's
+    cfg = resolve_input_data_config(model, args={"input_size": tuple(get_model_input_config(model)["input_size"])})
     return {
         "input_size": tuple(cfg["input_size"]),
         "mean": tuple(float(v) for v in cfg["mean"]),

@@ -107,7 +107,7 @@ def check_custom_pickles(path: Path) -> None:
     optimizer and scheduler files Accelerate reads with ``weights_only=True`` and fails loudly on its own."""
     import pickle
 
-    from accelerate.utils.other import load as accelerate_load
+    from accelerate.utils import load as accelerate_load
 
     files = sorted(path.glob("custom_checkpoint_*.pkl")) + sorted(path.glob("random_states_*.pkl"))
     for file in files:
