@@ -18,6 +18,9 @@ logger = logging.getLogger("mimcl_hub.train")
 
 
 def _hub_dataset_ids(*values: Optional[str]) -> list[str]:
+    """The Hub ids among the training sources (``ORG/NAME``, not a local path nor a built-in name): the card's
+    ``datasets:``, which the Hub reads as training data. The evaluation set never goes here (its results name it in
+    the ``model-index``)."""
     from .._safety import looks_like_hub_id
 
     return [v for v in values if v and v not in ("digits", "none", "bundled") and not os.path.exists(v)
@@ -111,7 +114,9 @@ def _mining_summary(config: TrainConfig, dataset) -> dict[str, Any]:
 
 
 def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dict) -> None:
-    """``output_dir/encoder``: the backbone, its heads and the model card built from a :class:`RunCard`."""
+    """``output_dir/encoder``: the released backbone (``objective.released_backbone``: DINO's momentum teacher, BYOL's
+    online network, MoCo's query encoder, the one backbone of the others; ``knn_metrics`` were measured on it), its
+    heads and the model card built from a :class:`RunCard` (which names the released network)."""
     from ..eval.evaluate import eval_entries
     from ..hub import RunCard, save_encoder
 
@@ -124,19 +129,22 @@ def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dic
             "knn_k": run.monitor.k if run.monitor is not None else config.knn_k, "knn_t": config.knn_temperature},
             dataset_name=("scikit-learn digits (8x8, upsampled)" if config.eval_dataset == "digits" else None))
     mining = _mining_summary(config, run.dataset)
+    objective = run.plain_objective
     card = RunCard(
         model_id=config.hub_model_id or f"{config.model_name}-{config.objective}-infoaug-{config.twin_mode}",
         hub_model_id=config.hub_model_id, backbone=config.model_name, objective=config.objective,
         mi_objective=config.mi_objective_name, mi_weight=config.mi_weight, twin_mode=config.twin_mode,
         epochs=metrics["epoch"], steps=run.state.step, batch_size=config.per_device_train_batch_size,
         seed=config.seed, license=config.license,
-        datasets=_hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset, config.eval_dataset),
+        datasets=_hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset),
+        released_weights=objective.released,
         train_data=_train_data(config, run.dataset), mining=mining, train_metrics=metrics, results=results,
         training_config={**config.to_dict(), "max_steps_resolved": run.max_steps,
                          "num_processes": run.accelerator.num_processes},
     )
-    objective = run.plain_objective
-    save_encoder(run.plain_backbone, encoder_dir, card, heads=objective if config.save_heads else None,
+    # the network the objective's paper evaluates (DINO: the teacher), the one the final kNN above measured
+    save_encoder(objective.released_backbone(run.plain_backbone), encoder_dir, card,
+                 heads=objective if config.save_heads else None,
                  heads_config=objective.config, metrics=metrics, twin_figure=figure)
 
 
