@@ -18,7 +18,8 @@ from mimcl_hub.objectives import OBJECTIVES
 
 FULL = RunCard(
     model_id="tester/vit-vicreg", hub_model_id="tester/vit-vicreg-hub", backbone="vit_tiny_patch4_32",
-    objective="vicreg", mi_objective="byol", twin_mode="random", mi_weight=0.25, epochs=1.5, steps=12, batch_size=8,
+    objective="vicreg", mi_objective="byol", twin_mode="random", mi_weight=0.25, released_weights="shared", epochs=1.5,
+    steps=12, batch_size=8,
     seed=7, license="mit", datasets=["uoft-cs/cifar10", "org/clips"], tags=["demo", "tiny"],
     train_data="two procedural scenes", mining={"clips": 2, "option grid": 6},
     training_config={"learning_rate": 0.01, "max_steps": 12}, train_metrics={"train_loss": 2.5, "global_step": 12},
@@ -66,7 +67,8 @@ def test_a_rendered_card_parses_back_into_the_same_run_card(full_folder, vit):
 
 def test_the_yaml_keeps_its_layout(full_folder):
     data = load_model_card(full_folder).data.to_dict()
-    assert data["tags"] == ["mimcl_hub", "self-supervised", "infoaug", "vicreg", "byol", "demo", "tiny"]
+    assert data["tags"] == ["mimcl_hub", "self-supervised", "infoaug", "vicreg", "byol", "twin-mode-random",
+                            "vit_tiny_patch4_32", "timm", "demo", "tiny"]
     assert list(data["mimcl_hub"]) == list(META_FIELDS)
     assert data["mimcl_hub"]["backbone"] == "vit_tiny_patch4_32" and data["mimcl_hub"]["mi_weight"] == 0.25
     index = data["model-index"][0]
@@ -101,9 +103,10 @@ def test_completed_fills_what_the_run_left_unset(vit):
 def test_one_spelling_of_each_fact():
     card = RunCard(objective="byol", twin_mode="none", mi_weight=0.5, tags=["byol", "mimcl_hub", "x", "x"])
     assert card.mi_weight == 0.0 and card.mi_objective == "byol" and not card.uses_mi_branch
-    assert card.tags == ["x"] and card.all_tags == ["mimcl_hub", "self-supervised", "infoaug", "byol", "x"]
+    assert card.tags == ["x"] and card.all_tags == ["mimcl_hub", "self-supervised", "infoaug", "byol",
+                                                    "twin-mode-none", "timm", "x"]
     mi = RunCard(objective="byol", mi_objective="simclr", twin_mode="mi", mi_weight=0.5)
-    assert mi.uses_mi_branch and mi.all_tags[-1] == "simclr"
+    assert mi.uses_mi_branch and mi.all_tags[4:] == ["simclr", "twin-mode-mi", "timm"]
     merged = FULL.merge_results([EvalEntry("digits", "knn_top1", 0.6), EvalEntry("new", "knn_top1", 0.1)])
     assert [(e.dataset, e.metric, e.value) for e in merged.results][:2] == [("digits", "knn_top1", 0.6),
                                                                              ("digits", "knn_top5", 0.9)]
