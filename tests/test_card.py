@@ -201,3 +201,107 @@ def test_templates_are_package_data():
         assert "parents[2]" not in module.read_text(), module.name
     pyproject = (package.parents[1] / "pyproject.toml").read_text()
     assert '"mimcl_hub.hub" = ["templates/*.md", "space/*.html", "space/*.md"]' in pyproject
+
+
+# ------------------------------------------------------------------------------- metadata the Hub reads correctly
+def test_training_datasets_never_list_the_evaluation_set(tmp_path):
+    from mimcl_hub.train import TrainConfig
+    from mimcl_hub.train.encoder_folder import training_datasets
+
+    local = tmp_path / "clips"
+    local.mkdir()
+    assert training_datasets(TrainConfig(video_dataset="org/clips", eval_dataset="uoft-cs/cifar10",
+                                         output_dir=str(tmp_path / "a"))) == ["org/clips"]
+    assert training_datasets(TrainConfig(train_dataset="org/images", twin_dataset="org/twins",
+                                         eval_dataset="uoft-cs/cifar10", output_dir=str(tmp_path / "b"))) == \
+        ["org/images", "org/twins"]
+    assert training_datasets(TrainConfig(video_dataset=str(local), eval_dataset="uoft-cs/cifar10",
+                                         output_dir=str(tmp_path / "c"))) == []
+
+
+def test_evaluation_datasets_are_named_as_the_model_index_expects(tmp_path):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from mimcl_hub.eval.evaluate import eval_entries
+    from mimcl_hub.hub.card import dataset_column, model_index_dataset
+
+    folder = tmp_path / "my-photos"
+    folder.mkdir()
+    assert model_index_dataset("uoft-cs/cifar10") == "uoft-cs/cifar10"           # a Hub id as is
+    assert model_index_dataset("digits") == "sklearn:digits"                     # built in: SOURCE:NAME
+    assert model_index_dataset(str(folder)) == "local:my-photos"                 # a folder: no local path on a card
+    assert model_index_dataset(str(folder) + "/") == "local:my-photos"
+    assert model_index_dataset("sklearn:digits") == "sklearn:digits"             # already a model-index name
+    validate_repo_id("uoft-cs/cifar10")
+    for local in ("sklearn:digits", "local:my-photos"):                          # never mistaken for a Hub dataset
+        with pytest.raises(HFValidationError):
+            validate_repo_id(local)
+    result = {"knn_top1": 0.5, "knn_k": 20, "knn_t": 0.07}
+    assert [(e.dataset, e.dataset_name) for e in eval_entries("digits", result)] == [("sklearn:digits",
+                                                                                      "scikit-learn digits")]
+    assert [(e.dataset, e.dataset_name) for e in eval_entries(str(folder), result)] == [("local:my-photos",
+                                                                                         "my-photos")]
+    assert [(e.dataset, e.dataset_name) for e in eval_entries("uoft-cs/cifar10", result)] == [
+        ("uoft-cs/cifar10", "uoft-cs/cifar10")]
+    # a card written before this naming says `digits`: same leaderboard column and merge key as `sklearn:digits`
+    old, new = EvalEntry("digits", "knn_top1", 0.4), EvalEntry("sklearn:digits", "knn_top1", 0.6)
+    assert dataset_column("sklearn:digits") == dataset_column("digits") == "digits"
+    assert old.column == new.column == "digits/knn_top1" and old.key == new.key
+    merged = RunCard(results=[old]).merge_results([new])
+    assert [(e.dataset, e.value) for e in merged.results] == [("sklearn:digits", 0.6)]
+    assert EvalEntry("local:my-photos", "f1", 1).column == "local:my-photos/f1"
+
+
+def test_card_names_the_variant_the_architecture_and_the_released_weights(vit, tmp_path):
+    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+    from mimcl_hub.objectives import RELEASED_WEIGHTS
+
+    card = dataclasses.replace(FULL, objective="dino", mi_objective="dino", released_weights="teacher")
+    save_encoder(vit, tmp_path / "enc", card)
+    parsed = ModelCard.load(tmp_path / "enc" / "README.md")
+    text = parsed.text
+    assert "A self-supervised **vit_tiny_patch4_32** image encoder" in text
+    assert "**vit_tiny_patch16_224** image encoder" not in text
+    assert ('**timm architecture:** `vit_tiny_patch16_224`, `model_args` '
+            '`{"global_pool": "token", "img_size": 16, "in_chans": 3, "patch_size": 4}`') in text
+    assert f"**Released weights:** {RELEASED_WEIGHTS['teacher']}." in text and "teacher" in RELEASED_WEIGHTS["teacher"]
+    data = parsed.data.to_dict()
+    assert data["mimcl_hub"]["released_weights"] == "teacher"
+    assert {"dino", "twin-mode-random", "vit_tiny_patch4_32", "timm"} <= set(data["tags"])
+    assert ModelCardData(**data).to_dict() == data
+    name, results = model_index_to_eval_results(data["model-index"])
+    assert eval_results_to_model_index(name, results) == data["model-index"]
+    assert RunCard.from_model_card(parsed).released_weights == "teacher"
+    # the How-to-use blocks name the pushed repo; a local folder gets a placeholder path
+    assert '"tester/vit-vicreg-hub"' in text and "hf-hub:tester/vit-vicreg-hub" in text
+    save_encoder(vit, tmp_path / "local", RunCard(objective="simclr"))
+    local = (tmp_path / "local" / "README.md").read_text()
+    assert '"path/to/encoder"' in local and "local-dir:path/to/encoder" in local
+
+
+def test_cifar_resnet_cards_do_not_promise_plain_timm(tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = create_backbone("resnet18_cifar", img_size=16).eval()
+    save_encoder(model, tmp_path / "enc", RunCard(objective="byol", backbone="resnet18_cifar", hub_model_id="o/r"))
+    card = ModelCard.load(tmp_path / "enc" / "README.md")
+    assert card.data.library_name == "mimcl_hub" and "timm" in card.data.tags and "resnet18_cifar" in card.data.tags
+    how_to_use = card.text.split("## How to use", 1)[1]
+    assert how_to_use.index("pip install mimcl-hub") < how_to_use.index("```python")
+
+
+def test_an_architecture_timm_does_not_know_names_the_fix(vit, tmp_path):
+    from mimcl_hub import MIMCLEncoder
+    from mimcl_hub.models.backbones import unknown_architecture_message
+
+    folder = tmp_path / "enc"
+    save_encoder(vit, folder, RunCard(objective="simclr"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, architecture="resnet34_cifar")))
+    with pytest.raises(ValueError, match=r"unknown timm architecture 'resnet34_cifar'.*pip install -U mimcl-hub.*"
+                                         r"`import mimcl_hub` before loading"):
+        MIMCLEncoder.from_pretrained(folder)
+    assert "registered by mimcl_hub" in unknown_architecture_message("resnet18_cifar")
+    assert "`import mimcl_hub`" in unknown_architecture_message("resnet18_cifar")

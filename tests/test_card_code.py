@@ -101,6 +101,15 @@ def _kind(block: str) -> str:
     return kinds[0]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models on a shared CPU: one torch thread is several times faster than the default pool."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def hub():
     with HubServer(token=TOKEN, user=USER, orgs=("mimcl-org",)) as server:

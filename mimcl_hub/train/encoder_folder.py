@@ -12,19 +12,23 @@ from typing import Any, Optional
 from ..hub.push import PushError, push_encoder
 from .config import TrainConfig
 
-__all__ = ["push_trained_encoder", "save_trained_encoder"]
+__all__ = ["push_trained_encoder", "save_trained_encoder", "training_datasets"]
 
 logger = logging.getLogger("mimcl_hub.train")
 
 
 def _hub_dataset_ids(*values: Optional[str]) -> list[str]:
-    """The Hub ids among the training sources (``ORG/NAME``, not a local path nor a built-in name): the card's
-    ``datasets:``, which the Hub reads as training data. The evaluation set never goes here (its results name it in
-    the ``model-index``)."""
     from .._safety import looks_like_hub_id
 
     return [v for v in values if v and v not in ("digits", "none", "bundled") and not os.path.exists(v)
             and "/" in v and looks_like_hub_id(v)]
+
+
+def training_datasets(config: TrainConfig) -> list[str]:
+    """The card's ``datasets:``: the Hub ids among the *training* sources (``--video_dataset``, ``--train_dataset``,
+    ``--twin_dataset``; not local paths nor built-in names), which the Hub reads as training data. The evaluation set
+    (``--eval_dataset``) never goes here: its results name it in the ``model-index``."""
+    return _hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset)
 
 
 def _twin_figure(dataset, path: str) -> Optional[str]:
@@ -136,7 +140,7 @@ def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dic
         mi_objective=config.mi_objective_name, mi_weight=config.mi_weight, twin_mode=config.twin_mode,
         epochs=metrics["epoch"], steps=run.state.step, batch_size=config.per_device_train_batch_size,
         seed=config.seed, license=config.license,
-        datasets=_hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset),
+        datasets=training_datasets(config),
         released_weights=objective.released,
         train_data=_train_data(config, run.dataset), mining=mining, train_metrics=metrics, results=results,
         training_config={**config.to_dict(), "max_steps_resolved": run.max_steps,
