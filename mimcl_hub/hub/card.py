@@ -87,17 +87,14 @@ def model_index_dataset(name: str) -> str:
     """The model-index ``dataset.type`` of an evaluation dataset as the user named it: a Hub id as is
     (``uoft-cs/cifar10``); a built-in dataset as ``SOURCE:NAME`` (:data:`LOCAL_DATASETS`: ``digits`` ->
     ``sklearn:digits``); a local folder as ``local:FOLDER_NAME`` (its last path part: no local path goes on a card);
-    a name that already has a ``:`` (a model-index name) as is."""
+    any other name (not a folder here: a model-index name such as ``sklearn:digits``, or one from elsewhere) as is."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"evaluation dataset name must be a non-empty string, got {name!r}")
     if name in LOCAL_DATASETS:
         return LOCAL_DATASETS[name][0]
-    from .._safety import looks_like_hub_id
-
     path = os.path.expanduser(name)
     if not os.path.exists(path):
-        if ":" in name or looks_like_hub_id(name):
-            return name
+        return name
     return LOCAL_PREFIX + (os.path.basename(os.path.normpath(os.path.abspath(path))) or "dataset")
 
 
@@ -231,7 +228,8 @@ class EvalEntry:
         metric = metric_key(result)
         value = result.metric_value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"model-index metric '{dataset}/{metric}' has value {value!r}, not a finite number")
+            raise ValueError(f"model-index metric '{dataset_column(dataset)}/{metric}' has value {value!r}, not a "
+                             "finite number")
         config = result.metric_config
         return cls(dataset=dataset, metric=metric, value=value,
                    dataset_name=None if result.dataset_name is None else str(result.dataset_name),
