@@ -18,7 +18,8 @@ from mimcl_hub.objectives import OBJECTIVES
 
 FULL = RunCard(
     model_id="tester/vit-vicreg", hub_model_id="tester/vit-vicreg-hub", backbone="vit_tiny_patch4_32",
-    objective="vicreg", mi_objective="byol", twin_mode="random", mi_weight=0.25, epochs=1.5, steps=12, batch_size=8,
+    objective="vicreg", mi_objective="byol", twin_mode="random", mi_weight=0.25, released_weights="shared", epochs=1.5,
+    steps=12, batch_size=8,
     seed=7, license="mit", datasets=["uoft-cs/cifar10", "org/clips"], tags=["demo", "tiny"],
     train_data="two procedural scenes", mining={"clips": 2, "option grid": 6},
     training_config={"learning_rate": 0.01, "max_steps": 12}, train_metrics={"train_loss": 2.5, "global_step": 12},
@@ -66,7 +67,8 @@ def test_a_rendered_card_parses_back_into_the_same_run_card(full_folder, vit):
 
 def test_the_yaml_keeps_its_layout(full_folder):
     data = load_model_card(full_folder).data.to_dict()
-    assert data["tags"] == ["mimcl_hub", "self-supervised", "infoaug", "vicreg", "byol", "demo", "tiny"]
+    assert data["tags"] == ["mimcl_hub", "self-supervised", "infoaug", "vicreg", "byol", "twin-mode-random",
+                            "vit_tiny_patch4_32", "timm", "demo", "tiny"]
     assert list(data["mimcl_hub"]) == list(META_FIELDS)
     assert data["mimcl_hub"]["backbone"] == "vit_tiny_patch4_32" and data["mimcl_hub"]["mi_weight"] == 0.25
     index = data["model-index"][0]
@@ -101,9 +103,10 @@ def test_completed_fills_what_the_run_left_unset(vit):
 def test_one_spelling_of_each_fact():
     card = RunCard(objective="byol", twin_mode="none", mi_weight=0.5, tags=["byol", "mimcl_hub", "x", "x"])
     assert card.mi_weight == 0.0 and card.mi_objective == "byol" and not card.uses_mi_branch
-    assert card.tags == ["x"] and card.all_tags == ["mimcl_hub", "self-supervised", "infoaug", "byol", "x"]
+    assert card.tags == ["x"] and card.all_tags == ["mimcl_hub", "self-supervised", "infoaug", "byol",
+                                                    "twin-mode-none", "timm", "x"]
     mi = RunCard(objective="byol", mi_objective="simclr", twin_mode="mi", mi_weight=0.5)
-    assert mi.uses_mi_branch and mi.all_tags[-1] == "simclr"
+    assert mi.uses_mi_branch and mi.all_tags[4:] == ["simclr", "twin-mode-mi", "timm"]
     merged = FULL.merge_results([EvalEntry("digits", "knn_top1", 0.6), EvalEntry("new", "knn_top1", 0.1)])
     assert [(e.dataset, e.metric, e.value) for e in merged.results][:2] == [("digits", "knn_top1", 0.6),
                                                                              ("digits", "knn_top5", 0.9)]
@@ -198,3 +201,107 @@ def test_templates_are_package_data():
         assert "parents[2]" not in module.read_text(), module.name
     pyproject = (package.parents[1] / "pyproject.toml").read_text()
     assert '"mimcl_hub.hub" = ["templates/*.md", "space/*.html", "space/*.md"]' in pyproject
+
+
+# ------------------------------------------------------------------------------- metadata the Hub reads correctly
+def test_training_datasets_never_list_the_evaluation_set(tmp_path):
+    from mimcl_hub.train import TrainConfig
+    from mimcl_hub.train.encoder_folder import training_datasets
+
+    local = tmp_path / "clips"
+    local.mkdir()
+    assert training_datasets(TrainConfig(video_dataset="org/clips", eval_dataset="uoft-cs/cifar10",
+                                         output_dir=str(tmp_path / "a"))) == ["org/clips"]
+    assert training_datasets(TrainConfig(train_dataset="org/images", twin_dataset="org/twins",
+                                         eval_dataset="uoft-cs/cifar10", output_dir=str(tmp_path / "b"))) == \
+        ["org/images", "org/twins"]
+    assert training_datasets(TrainConfig(video_dataset=str(local), eval_dataset="uoft-cs/cifar10",
+                                         output_dir=str(tmp_path / "c"))) == []
+
+
+def test_evaluation_datasets_are_named_as_the_model_index_expects(tmp_path):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from mimcl_hub.eval.evaluate import eval_entries
+    from mimcl_hub.hub.card import dataset_column, model_index_dataset
+
+    folder = tmp_path / "my-photos"
+    folder.mkdir()
+    assert model_index_dataset("uoft-cs/cifar10") == "uoft-cs/cifar10"           # a Hub id as is
+    assert model_index_dataset("digits") == "sklearn:digits"                     # built in: SOURCE:NAME
+    assert model_index_dataset(str(folder)) == "local:my-photos"                 # a folder: no local path on a card
+    assert model_index_dataset(str(folder) + "/") == "local:my-photos"
+    assert model_index_dataset("sklearn:digits") == "sklearn:digits"             # already a model-index name
+    validate_repo_id("uoft-cs/cifar10")
+    for local in ("sklearn:digits", "local:my-photos"):                          # never mistaken for a Hub dataset
+        with pytest.raises(HFValidationError):
+            validate_repo_id(local)
+    result = {"knn_top1": 0.5, "knn_k": 20, "knn_t": 0.07}
+    assert [(e.dataset, e.dataset_name) for e in eval_entries("digits", result)] == [("sklearn:digits",
+                                                                                      "scikit-learn digits")]
+    assert [(e.dataset, e.dataset_name) for e in eval_entries(str(folder), result)] == [("local:my-photos",
+                                                                                         "my-photos")]
+    assert [(e.dataset, e.dataset_name) for e in eval_entries("uoft-cs/cifar10", result)] == [
+        ("uoft-cs/cifar10", "uoft-cs/cifar10")]
+    # a card written before this naming says `digits`: same leaderboard column and merge key as `sklearn:digits`
+    old, new = EvalEntry("digits", "knn_top1", 0.4), EvalEntry("sklearn:digits", "knn_top1", 0.6)
+    assert dataset_column("sklearn:digits") == dataset_column("digits") == "digits"
+    assert old.column == new.column == "digits/knn_top1" and old.key == new.key
+    merged = RunCard(results=[old]).merge_results([new])
+    assert [(e.dataset, e.value) for e in merged.results] == [("sklearn:digits", 0.6)]
+    assert EvalEntry("local:my-photos", "f1", 1).column == "local:my-photos/f1"
+
+
+def test_card_names_the_variant_the_architecture_and_the_released_weights(vit, tmp_path):
+    from huggingface_hub import ModelCard, ModelCardData
+    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+    from mimcl_hub.objectives import RELEASED_WEIGHTS
+
+    card = dataclasses.replace(FULL, objective="dino", mi_objective="dino", released_weights="teacher")
+    save_encoder(vit, tmp_path / "enc", card)
+    parsed = ModelCard.load(tmp_path / "enc" / "README.md")
+    text = parsed.text
+    assert "A self-supervised **vit_tiny_patch4_32** image encoder" in text
+    assert "**vit_tiny_patch16_224** image encoder" not in text
+    assert ('**timm architecture:** `vit_tiny_patch16_224`, `model_args` '
+            '`{"global_pool": "token", "img_size": 16, "in_chans": 3, "patch_size": 4}`') in text
+    assert f"**Released weights:** {RELEASED_WEIGHTS['teacher']}." in text and "teacher" in RELEASED_WEIGHTS["teacher"]
+    data = parsed.data.to_dict()
+    assert data["mimcl_hub"]["released_weights"] == "teacher"
+    assert {"dino", "twin-mode-random", "vit_tiny_patch4_32", "timm"} <= set(data["tags"])
+    assert ModelCardData(**data).to_dict() == data
+    name, results = model_index_to_eval_results(data["model-index"])
+    assert eval_results_to_model_index(name, results) == data["model-index"]
+    assert RunCard.from_model_card(parsed).released_weights == "teacher"
+    # the How-to-use blocks name the pushed repo; a local folder gets a placeholder path
+    assert '"tester/vit-vicreg-hub"' in text and "hf-hub:tester/vit-vicreg-hub" in text
+    save_encoder(vit, tmp_path / "local", RunCard(objective="simclr"))
+    local = (tmp_path / "local" / "README.md").read_text()
+    assert '"path/to/encoder"' in local and "local-dir:path/to/encoder" in local
+
+
+def test_cifar_resnet_cards_do_not_promise_plain_timm(tmp_path):
+    from huggingface_hub import ModelCard
+
+    model = create_backbone("resnet18_cifar", img_size=16).eval()
+    save_encoder(model, tmp_path / "enc", RunCard(objective="byol", backbone="resnet18_cifar", hub_model_id="o/r"))
+    card = ModelCard.load(tmp_path / "enc" / "README.md")
+    assert card.data.library_name == "mimcl_hub" and "timm" in card.data.tags and "resnet18_cifar" in card.data.tags
+    how_to_use = card.text.split("## How to use", 1)[1]
+    assert how_to_use.index("pip install mimcl-hub") < how_to_use.index("```python")
+
+
+def test_an_architecture_timm_does_not_know_names_the_fix(vit, tmp_path):
+    from mimcl_hub import MIMCLEncoder
+    from mimcl_hub.models.backbones import unknown_architecture_message
+
+    folder = tmp_path / "enc"
+    save_encoder(vit, folder, RunCard(objective="simclr"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(dict(config, architecture="resnet34_cifar")))
+    with pytest.raises(ValueError, match=r"unknown timm architecture 'resnet34_cifar'.*pip install -U mimcl-hub.*"
+                                         r"`import mimcl_hub` before loading"):
+        MIMCLEncoder.from_pretrained(folder)
+    assert "registered by mimcl_hub" in unknown_architecture_message("resnet18_cifar")
+    assert "`import mimcl_hub`" in unknown_architecture_message("resnet18_cifar")

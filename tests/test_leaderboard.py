@@ -560,3 +560,22 @@ def test_output_naming_an_existing_folder_fails_before_any_work(folders, tmp_pat
     with pytest.raises(LeaderboardError, match="is an existing folder"):
         write_leaderboard(board, folder)
     assert list(folder.iterdir()) == []
+
+
+def test_old_digits_cards_and_new_sklearn_digits_cards_share_one_column(folders, tmp_path):
+    """Cards written before the ``SOURCE:NAME`` naming say ``dataset.type: digits``; new ones ``sklearn:digits``
+    (``mimcl_hub.hub.card.model_index_dataset``). Both rank in the one ``digits/knn_top1`` column."""
+    from huggingface_hub import ModelCard
+
+    from mimcl_hub.hub import EvalEntry, RunCard
+
+    old = tmp_path / "old" / "encoder"
+    save_encoder(create_backbone("vit_tiny_patch4_32", img_size=16), old, RunCard(
+        objective="simclr", twin_mode="mi", mi_weight=0.5, model_id="old",
+        results=[EvalEntry("digits", "knn_top1", 0.99, "scikit-learn digits", config="k=20,T=0.07")]))
+    assert [r.dataset_type for r in ModelCard.load(old / "README.md").data.eval_results] == ["digits"]
+    new_types = {r.dataset_type for r in ModelCard.load(folders["a"] / "README.md").data.eval_results}
+    assert new_types == {"sklearn:digits"}
+    board = build_leaderboard([*map(str, folders.values()), str(old)])
+    assert not board.errors and board.columns == ["digits/knn_top1", "digits/knn_top5", "digits/linear_top1"]
+    assert _models(board.rows) == ["old", *KNN_ORDER] and board.rows[0]["digits/knn_top1"] == 0.99

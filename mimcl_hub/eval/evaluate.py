@@ -57,21 +57,27 @@ from torch.utils.data import DataLoader
 from .._atomic import atomic_write_text
 from .._safety import check_number, check_output_apart
 from .._markdown import md_cell
-from ..hub.card import EvalEntry, RunCard, load_model_card
+from ..hub.card import LOCAL_DATASETS, LOCAL_PREFIX, EvalEntry, RunCard, load_model_card, model_index_dataset
 
 __all__ = ["EVAL_RESULTS_NAME", "eval_entries", "evaluate_encoder", "push_eval_results", "update_model_card"]
 
 EVAL_RESULTS_NAME = "eval_results.json"
 _START, _END = "<!-- mimcl-eval:start -->", "<!-- mimcl-eval:end -->"
-_DATASET_NAMES = {"digits": "scikit-learn digits"}
+_DATASET_NAMES = {name: title for name, (_, title) in LOCAL_DATASETS.items()}
 
 
 def eval_entries(dataset: str, result: dict[str, Any], dataset_name: str | None = None) -> list[EvalEntry]:
     """The model-index entries of one dataset's result (``knn_top1`` [+ ``knn_top5``] [+ ``linear_top1``], values
     rounded to 4 decimals; kNN settings as ``k=K,T=T``). ``result``: ``knn_top1``, ``knn_k``, ``knn_t`` and
-    optionally ``knn_top5``, ``linear_top1``, ``linear_config``, ``split``."""
-    common = dict(dataset=dataset, dataset_name=dataset_name or _DATASET_NAMES.get(dataset, dataset),
-                  split=result.get("split", "test"))
+    optionally ``knn_top5``, ``linear_top1``, ``linear_config``, ``split``.
+
+    ``dataset`` is named as the user gave it (``digits``, a folder, a Hub id); the entries name it as the
+    model-index expects (:func:`~mimcl_hub.hub.card.model_index_dataset`): the Hub id, ``sklearn:digits``, or
+    ``local:FOLDER_NAME``; the display name defaults to the dataset's title (``scikit-learn digits``), the Hub id or
+    the folder name."""
+    dataset_type = model_index_dataset(dataset)
+    title = _DATASET_NAMES.get(dataset) or dataset_type.removeprefix(LOCAL_PREFIX)
+    common = dict(dataset=dataset_type, dataset_name=dataset_name or title, split=result.get("split", "test"))
     knn_cfg = f"k={result['knn_k']},T={result['knn_t']}"
     out = [EvalEntry(metric="knn_top1", value=round(float(result["knn_top1"]), 4), config=knn_cfg, **common)]
     if result.get("knn_top5") is not None:
@@ -92,7 +98,8 @@ def _results_table(all_results: dict[str, dict[str, Any]]) -> str:
         return "–" if v is None else f"{float(v):.4f}"
 
     for name, r in sorted(all_results.items()):
-        lines.append(f"| {md_cell(_DATASET_NAMES.get(name, name))} | {f(r.get('knn_top1'))} | "
+        title = _DATASET_NAMES.get(name) or model_index_dataset(name).removeprefix(LOCAL_PREFIX)   # no local paths
+        lines.append(f"| {md_cell(title)} | {f(r.get('knn_top1'))} | "
                      f"{f(r.get('knn_top5'))} | {f(r.get('linear_top1'))} | {r.get('num_train', '?')} / "
                      f"{r.get('num_test', '?')} |")
     lines += ["", _END]

@@ -9,15 +9,37 @@ One type travels through the upper floors:
   into it and writes the card's managed parts from it;
 * the leaderboard parses every card into a :class:`RunCard` and reads its row from it.
 
-The YAML of a rendered card holds the Hub fields (``license``, ``tags``, ``datasets``, ``model-index`` with
-``model_name`` and the results) and the ``mimcl_hub:`` block (:data:`META_FIELDS`: backbone, architecture,
-objective, mi_objective, twin_mode, mi_weight, epochs, steps, img_size, batch_size, seed). The other fields
+The YAML of a rendered card holds the Hub fields (``library_name``, ``license``, ``tags``, ``datasets``,
+``model-index`` with ``model_name`` and the results) and the ``mimcl_hub:`` block (:data:`META_FIELDS`: backbone,
+architecture, objective, mi_objective, twin_mode, mi_weight, released_weights, epochs, steps, img_size, batch_size,
+seed). The other fields
 (:data:`BODY_FIELDS`: hub_model_id, train_data, mining, training_config, train_metrics) are shown in the card's
 body only, so ``RunCard.from_model_card(rendered)`` gives back the rendered card with those fields at their
 defaults: ``from_model_card(card) == rendered.yaml_view()``.
 
 Objective titles and papers come from the objective registry (``mimcl_hub.objectives.OBJECTIVES``, each class's
 ``paper`` attribute); the metric names of the model-index from :data:`METRICS`.
+
+What the Hub reads from the YAML, and how it stays honest:
+
+* ``datasets:`` — the *training* data, as Hub ids (the Hub lists the model under those datasets as trained on
+  them); an evaluation set is named only by its results.
+* ``model-index`` results name their dataset by ``dataset.type``: the Hub id where there is one
+  (``uoft-cs/cifar10``), otherwise a local name ``SOURCE:NAME`` (:func:`model_index_dataset`: ``sklearn:digits`` for
+  the bundled scikit-learn digits, ``local:FOLDER`` for a local folder). A Hub id never contains ``:``
+  (``huggingface_hub.utils.validate_repo_id`` refuses it), so a local name can never be read as, or link to, a Hub
+  dataset. Cards written before this naming say ``digits``; :func:`dataset_column` puts both spellings into one
+  leaderboard column (``digits/knn_top1``) and one merge key.
+* ``library_name`` — ``timm`` when plain timm loads the encoder (the ViT variants: a standard timm architecture +
+  ``model_args``), so the Hub's "Use this model" timm snippet works as shown. The CIFAR-stem ResNets
+  (``mimcl_hub.models.REQUIRES_MIMCL_HUB``) are timm models that only load after ``import mimcl_hub``: their cards
+  say ``library_name: mimcl_hub`` (a library the Hub has no snippet for, so it shows none rather than a timm
+  snippet that fails with "Unknown model") and keep ``timm`` as a tag; the card's text says first that
+  ``import mimcl_hub`` is needed.
+* tags name the objective(s), the twin mode (``twin-mode-mi``), the trained variant (``vit_tiny_patch4_32``) and
+  ``timm``; ``mimcl_hub.released_weights`` names the network whose weights the card's folder holds
+  (``mimcl_hub.objectives.RELEASED_WEIGHTS``: DINO's teacher, BYOL's online network, MoCo's query encoder, the one
+  backbone of the others).
 """
 
 from __future__ import annotations
@@ -33,8 +55,8 @@ from typing import Any, Mapping, Optional, Union
 from .._safety import check_number
 from .._markdown import md_cell
 
-__all__ = ["BODY_FIELDS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "load_model_card",
-           "metric_key", "objective_title"]
+__all__ = ["BODY_FIELDS", "LOCAL_DATASETS", "META_FIELDS", "METRICS", "EvalEntry", "RunCard", "dataset_column",
+           "load_model_card", "metric_key", "model_index_dataset", "objective_title"]
 
 #: The model-index names of the metrics ``mimcl_hub`` writes: short name -> (task name, metric type, metric name).
 METRICS = {
@@ -44,14 +66,43 @@ METRICS = {
 }
 
 #: Fields of the card's ``mimcl_hub:`` YAML block, in the order they are written.
-META_FIELDS = ("backbone", "architecture", "objective", "mi_objective", "twin_mode", "mi_weight", "epochs", "steps",
-               "img_size", "batch_size", "seed")
+META_FIELDS = ("backbone", "architecture", "objective", "mi_objective", "twin_mode", "mi_weight", "released_weights",
+               "epochs", "steps", "img_size", "batch_size", "seed")
 
 #: Fields shown in the card's body only (not in its YAML): they come back as defaults from a parsed card.
 BODY_FIELDS = ("hub_model_id", "train_data", "mining", "training_config", "train_metrics")
 
 _AUTO_TAGS = ("mimcl_hub", "self-supervised", "infoaug")
 _DEFAULT_TITLE = "mimcl_hub encoder"
+
+#: Evaluation datasets that are not on the Hub, by the name ``--eval_dataset`` / ``mimcl eval --dataset`` take:
+#: (model-index ``dataset.type``, display name). ``SOURCE:NAME``: a Hub id never contains ``:``.
+LOCAL_DATASETS = {"digits": ("sklearn:digits", "scikit-learn digits")}
+#: ``dataset.type`` prefix of an evaluation set read from a local folder (``local:FOLDER_NAME``).
+LOCAL_PREFIX = "local:"
+_COLUMN_NAMES = {dataset_type: name for name, (dataset_type, _) in LOCAL_DATASETS.items()}
+
+
+def model_index_dataset(name: str) -> str:
+    """The model-index ``dataset.type`` of an evaluation dataset as the user named it: a Hub id as is
+    (``uoft-cs/cifar10``); a built-in dataset as ``SOURCE:NAME`` (:data:`LOCAL_DATASETS`: ``digits`` ->
+    ``sklearn:digits``); a local folder as ``local:FOLDER_NAME`` (its last path part: no local path goes on a card);
+    any other name (not a folder here: a model-index name such as ``sklearn:digits``, or one from elsewhere) as is."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"evaluation dataset name must be a non-empty string, got {name!r}")
+    if name in LOCAL_DATASETS:
+        return LOCAL_DATASETS[name][0]
+    path = os.path.expanduser(name)
+    if not os.path.exists(path):
+        return name
+    return LOCAL_PREFIX + (os.path.basename(os.path.normpath(os.path.abspath(path))) or "dataset")
+
+
+def dataset_column(dataset_type: str) -> str:
+    """The leaderboard's (and the merge key's) name of a model-index ``dataset.type``: the name users pass for a
+    built-in dataset (``sklearn:digits`` -> ``digits``, so cards written before the ``SOURCE:NAME`` naming, which
+    say ``digits``, share its column), every other one as is."""
+    return _COLUMN_NAMES.get(dataset_type, dataset_type)
 
 
 def metric_key(result) -> str:
@@ -118,7 +169,9 @@ class EvalEntry:
     """One result of the card's ``model-index``.
 
     Args:
-        dataset: the dataset id (``digits``, ``uoft-cs/cifar10``, a folder name): the result's ``dataset.type``.
+        dataset: the result's model-index ``dataset.type``, as written: a Hub id (``uoft-cs/cifar10``) or a local
+            name (``sklearn:digits``, ``local:FOLDER``; :func:`model_index_dataset` names them). A card from before
+            that naming may say ``digits``: :attr:`column` and :attr:`key` treat it as ``sklearn:digits``.
         metric: ``knn_top1``, ``knn_top5``, ``linear_top1`` (:data:`METRICS`) or another metric type (``f1``).
         value: a finite number (as written, e.g. rounded to 4 decimals by the producer).
         dataset_name: the dataset's display name (default: ``dataset``).
@@ -144,13 +197,14 @@ class EvalEntry:
 
     @property
     def column(self) -> str:
-        """The leaderboard column, ``DATASET/METRIC``."""
-        return f"{self.dataset}/{self.metric}"
+        """The leaderboard column, ``DATASET/METRIC`` (DATASET: :func:`dataset_column`, e.g. ``digits/knn_top1``)."""
+        return f"{dataset_column(self.dataset)}/{self.metric}"
 
     @property
     def key(self) -> tuple:
-        """What a newer result replaces: (dataset, split, metric)."""
-        return (self.dataset, self.split, self.metric)
+        """What a newer result replaces: (dataset, split, metric); the dataset as :func:`dataset_column` names it,
+        so a ``sklearn:digits`` result replaces a ``digits`` one of an older card."""
+        return (dataset_column(self.dataset), self.split, self.metric)
 
     @property
     def title(self) -> str:
@@ -174,7 +228,8 @@ class EvalEntry:
         metric = metric_key(result)
         value = result.metric_value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"model-index metric '{dataset}/{metric}' has value {value!r}, not a finite number")
+            raise ValueError(f"model-index metric '{dataset_column(dataset)}/{metric}' has value {value!r}, not a "
+                             "finite number")
         config = result.metric_config
         return cls(dataset=dataset, metric=metric, value=value,
                    dataset_name=None if result.dataset_name is None else str(result.dataset_name),
@@ -196,6 +251,9 @@ class RunCard:
         objective, mi_objective: view-branch and MI-branch objectives (``mi_objective`` defaults to ``objective``).
         twin_mode: ``mi``, ``random`` or ``none``; ``mi_weight``: λ of the MI branch (0 when ``twin_mode`` is
             ``none``). A card from elsewhere may leave these unset (None).
+        released_weights: which network's backbone the folder holds, a key of
+            ``mimcl_hub.objectives.RELEASED_WEIGHTS`` (``teacher``, ``online``, ``query``, ``shared``); training
+            fills it in from the objective (``Objective.released``); None when not known.
         epochs, steps, img_size, batch_size, seed: the run's size and settings.
         license, datasets (Hub ids), tags (beyond the automatic ``mimcl_hub``, ``self-supervised``, ``infoaug``
             and objective tags, which :attr:`all_tags` adds).
@@ -216,6 +274,7 @@ class RunCard:
     mi_objective: Optional[str] = None
     twin_mode: Optional[str] = "none"
     mi_weight: Optional[float] = 0.0
+    released_weights: Optional[str] = None
     epochs: Optional[float] = None
     steps: Optional[int] = None
     img_size: Optional[int] = None
@@ -232,7 +291,7 @@ class RunCard:
 
     def __post_init__(self) -> None:
         for name in ("model_id", "hub_model_id", "backbone", "architecture", "objective", "mi_objective", "twin_mode",
-                     "license"):
+                     "released_weights", "license"):
             setattr(self, name, _check_text(name, getattr(self, name)))
         self.train_data = _check_text("train_data", self.train_data, allow_none=False)
         self.mi_weight = _check_float("mi_weight", self.mi_weight, 0)
@@ -265,12 +324,32 @@ class RunCard:
     def uses_mi_branch(self) -> bool:
         return self.twin_mode not in (None, "none") and (self.mi_weight or 0.0) > 0
 
+    @property
+    def requires_mimcl_hub(self) -> bool:
+        """True when the encoder's architecture is registered by ``mimcl_hub`` only (the CIFAR-stem ResNets,
+        ``mimcl_hub.models.REQUIRES_MIMCL_HUB``): timm / transformers load it after ``import mimcl_hub``."""
+        from ..models import REQUIRES_MIMCL_HUB
+
+        return bool({self.architecture, self.backbone} & REQUIRES_MIMCL_HUB)
+
+    @property
+    def library_name(self) -> str:
+        """The card's ``library_name``: ``timm`` when plain timm loads the encoder, ``mimcl_hub`` when timm needs
+        ``import mimcl_hub`` first (module docstring: the Hub then shows no timm snippet that would fail)."""
+        return "mimcl_hub" if self.requires_mimcl_hub else "timm"
+
     def auto_tags(self) -> list[str]:
         """The tags every mimcl_hub card carries: ``mimcl_hub``, ``self-supervised``, ``infoaug``, the objective
-        (and the MI-branch objective when it differs and is used)."""
+        (and the MI-branch objective when it differs and is used), the twin mode (``twin-mode-mi``), the trained
+        variant (``vit_tiny_patch4_32``) and ``timm``."""
         tags = [*_AUTO_TAGS, *([self.objective] if self.objective else [])]
         if self.uses_mi_branch and self.mi_objective and self.mi_objective not in tags:
             tags.append(self.mi_objective)
+        if self.twin_mode:
+            tags.append(f"twin-mode-{self.twin_mode}")
+        for tag in (self.backbone, "timm"):
+            if tag and tag not in tags:
+                tags.append(tag)
         return tags
 
     @property
@@ -326,13 +405,13 @@ class RunCard:
 
     # ------------------------------------------------------------------------------------------ YAML
     def to_card_data(self):
-        """The card's YAML as a ``huggingface_hub.ModelCardData``: library ``timm``, tags, pipeline
+        """The card's YAML as a ``huggingface_hub.ModelCardData``: :attr:`library_name`, tags, pipeline
         ``image-feature-extraction``, license, datasets, the ``mimcl_hub:`` block and the ``model-index``."""
         from huggingface_hub import ModelCardData
 
         eval_results = [r.to_eval_result() for r in self.results] or None
         return ModelCardData(
-            library_name="timm", license=self.license, tags=self.all_tags, pipeline_tag="image-feature-extraction",
+            library_name=self.library_name, license=self.license, tags=self.all_tags, pipeline_tag="image-feature-extraction",
             datasets=self.datasets or None, metrics=["accuracy"] if eval_results else None, eval_results=eval_results,
             model_name=self.model_id or self.hub_model_id or _DEFAULT_TITLE, mimcl_hub=self.metadata(),
         )

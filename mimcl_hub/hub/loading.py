@@ -350,7 +350,9 @@ def _model_spec(folder: Path, config: Mapping[str, Any]) -> tuple[str, dict[str,
         raise ValueError(f"{path}: not a timm config timm can parse ({type(e).__name__}: {e})") from e
     model_args = {k: v for k, v in dict(model_args).items() if k != "num_classes"}
     if not timm.is_model(model_name):
-        raise ValueError(f"{path}: unknown timm architecture {model_name!r}")
+        from ..models.backbones import unknown_architecture_message
+
+        raise ValueError(f"{path}: {unknown_architecture_message(model_name)}")
     return model_name, pretrained_cfg, model_args
 
 

@@ -13,9 +13,11 @@ crash never leaves a half-written ``folder``):
 * ``heads/`` (optional) — ``model.safetensors`` + ``config.json`` of the training heads;
 * ``README.md`` — the :class:`~mimcl_hub.hub.card.RunCard` rendered with
   ``huggingface_hub.ModelCard.from_template`` from the package template ``mimcl_hub/hub/templates/model_card.md``
-  (read with ``importlib.resources``, so an installed wheel renders the same card): YAML metadata (``library_name:
-  timm``, tags, ``pipeline_tag: image-feature-extraction``, license, datasets, the ``mimcl_hub:`` block) and
-  ``model-index`` results;
+  (read with ``importlib.resources``, so an installed wheel renders the same card): YAML metadata (``library_name``
+  — ``timm``, or ``mimcl_hub`` for the CIFAR ResNets that need ``import mimcl_hub``, see :mod:`.card` —, tags,
+  ``pipeline_tag: image-feature-extraction``, license, training datasets, the ``mimcl_hub:`` block) and
+  ``model-index`` results; a "How to use" section whose Python blocks (``mimcl_hub``, timm, 🤗 Transformers) run as
+  written with the card's ``hub_model_id`` and give the same features;
 * ``training_metrics.json`` and, when given, the twin picture (``twins.png``).
 
 The folder loads with ``timm.create_model("local-dir:DIR", pretrained=True)`` and
@@ -150,19 +152,24 @@ def build_card(config: Mapping[str, Any], card: RunCard, has_heads: bool, twin_f
     ``huggingface_hub.ModelCard``; ``twin_figure`` is the picture's file name inside the folder."""
     from huggingface_hub import ModelCard
 
-    from ..models import REQUIRES_MIMCL_HUB
+    from ..objectives import RELEASED_WEIGHTS
 
     run = card.completed(config)
     architecture = config["architecture"]
     hub_id = run.hub_model_id
+    model_args = config.get("model_args") or {}
     return ModelCard.from_template(
         run.to_card_data(),
         template_str=card_template(),
         model_id=run.model_id,
+        # the How-to-use snippets: the pushed repo id, else a placeholder for the local folder
         repo_or_path=hub_id or "path/to/encoder",
         timm_name=f"hf-hub:{hub_id}" if hub_id else "local-dir:path/to/encoder",
+        backbone=run.backbone or architecture,
         architecture=architecture,
-        requires_mimcl_hub=architecture in REQUIRES_MIMCL_HUB,
+        model_args=json.dumps(model_args, sort_keys=True) if model_args else None,
+        requires_mimcl_hub=run.requires_mimcl_hub,
+        released=RELEASED_WEIGHTS.get(run.released_weights, run.released_weights),
         num_features=config.get("num_features"),
         img_size=run.img_size or "?",
         objective=run.objective,

@@ -65,6 +65,7 @@ __all__ = [
     "backbone_data_config",
     "create_backbone",
     "timm_config_for",
+    "unknown_architecture_message",
 ]
 
 #: CIFAR-10 training-set channel statistics (as used by solo-learn / SimCLR CIFAR recipes).
@@ -287,6 +288,31 @@ def _unknown_model(name: str) -> ValueError:
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f" Close matches: {', '.join(close)}." if close else ""
     return ValueError(f"Unknown backbone '{name}': not a timm model nor a mimcl_hub variant.{hint}")
+
+
+def unknown_architecture_message(name: str) -> str:
+    """Why a saved encoder naming ``name`` does not load, and the one line that fixes it.
+
+    For a name that this mimcl_hub registers: timm / transformers need ``import mimcl_hub`` first (timm says
+    "Unknown model", transformers an ImportError suggesting a timm upgrade, which does not help). For any other
+    name: neither timm nor this mimcl_hub knows it, e.g. a folder saved by a newer mimcl_hub (upgrade it, then
+    ``import mimcl_hub``) or a newer timm.
+    """
+    import importlib.metadata
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    fix = ("with timm or transformers directly, run `import mimcl_hub` before loading "
+           "(it registers mimcl_hub's architectures with timm: " + ", ".join(SMALL_IMAGE_MODELS) + ")")
+    if name in SMALL_IMAGE_MODELS:
+        return f"architecture {name!r} is registered by mimcl_hub: {fix}"
+    return (f"unknown timm architecture {name!r}: neither timm {timm.__version__} nor mimcl_hub "
+            f"{version('mimcl-hub')} registers it. If the encoder was saved by a newer mimcl_hub, upgrade it "
+            f"(pip install -U mimcl-hub) and, {fix}; if it needs a newer timm, upgrade timm (pip install -U timm)")
 
 
 def _cached_hf_file(repo_id: str, filenames: tuple[str, ...], revision: str | None = None) -> str | None:

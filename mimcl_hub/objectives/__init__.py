@@ -7,8 +7,8 @@
 
 from . import distributed, losses
 from .barlow_twins import BarlowTwins
-from .base import (MAX_OBJECTIVE_ELEMENTS, OBJECTIVES, MomentumObjective, Objective, ObjectiveOutput,
-                   build_objective, cosine_schedule, register_objective, unwrap_model)
+from .base import (MAX_OBJECTIVE_ELEMENTS, OBJECTIVES, RELEASED_WEIGHTS, MomentumObjective, Objective,
+                   ObjectiveOutput, build_objective, cosine_schedule, register_objective, unwrap_model)
 from .byol import BYOL
 from .dino import DINO
 from .infoaug import TWIN_MODES, InfoAug, build_infoaug
@@ -19,7 +19,7 @@ from .simsiam import SimSiam
 from .vicreg import VICReg
 
 __all__ = [
-    "MAX_OBJECTIVE_ELEMENTS", "OBJECTIVES", "Objective", "MomentumObjective", "ObjectiveOutput", "build_objective", "register_objective",
+    "MAX_OBJECTIVE_ELEMENTS", "OBJECTIVES", "RELEASED_WEIGHTS", "Objective", "MomentumObjective", "ObjectiveOutput", "build_objective", "register_objective",
     "cosine_schedule", "unwrap_model", "InfoAug", "TWIN_MODES", "build_infoaug",
     "SimCLR", "MoCo", "BYOL", "SimSiam", "BarlowTwins", "VICReg", "DINO", "NNCLR", "losses", "distributed",
 ]

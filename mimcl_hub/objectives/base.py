@@ -43,8 +43,17 @@ from torch import nn
 
 __all__ = [
     "ObjectiveOutput", "Objective", "MomentumObjective", "OBJECTIVES", "register_objective",
-    "build_objective", "unwrap_model", "cosine_schedule", "MAX_OBJECTIVE_ELEMENTS",
+    "build_objective", "unwrap_model", "cosine_schedule", "MAX_OBJECTIVE_ELEMENTS", "RELEASED_WEIGHTS",
 ]
+
+#: Which network's backbone a trained encoder releases (``Objective.released``), and why: the network each
+#: objective's paper evaluates (linear probe / kNN on frozen features).
+RELEASED_WEIGHTS: dict[str, str] = {
+    "teacher": "the momentum teacher's backbone (the EMA of the student), the network DINO evaluates",
+    "online": "the online network's backbone (not its EMA target), the network BYOL evaluates",
+    "query": "the query encoder's backbone (not the momentum key encoder), the network MoCo evaluates",
+    "shared": "the one backbone both views go through (the objective keeps no other copy of it)",
+}
 
 
 @dataclass
@@ -94,11 +103,14 @@ class Objective(nn.Module):
     Attributes:
         name: registry name (set by :func:`register_objective`).
         min_batch: smallest per-view batch the objective accepts (BN heads / batch statistics).
+        released: which network a trained encoder releases, a key of :data:`RELEASED_WEIGHTS` (``"shared"`` here;
+            ``"online"`` for BYOL, ``"query"`` for MoCo, ``"teacher"`` for DINO); :meth:`released_backbone` gives it.
         config: the constructor arguments, so ``build_objective(obj.name, **obj.config)`` rebuilds it.
     """
 
     name: ClassVar[str] = ""
     min_batch: ClassVar[int] = 2
+    released: ClassVar[str] = "shared"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -130,6 +142,11 @@ class Objective(nn.Module):
 
     def on_step_end(self, step: int, max_steps: int, backbone: nn.Module | None = None) -> None:
         """Called once after each optimizer step; ``step`` = optimizer steps done (1..max_steps)."""
+
+    def released_backbone(self, backbone: nn.Module) -> nn.Module:
+        """The backbone whose weights a trained encoder releases (:attr:`released`): the trained (online / query /
+        only) ``backbone`` itself, unwrapped; DINO overrides it with its teacher."""
+        return unwrap_model(backbone)
 
     # ------------------------------------------------------------------ helpers
     def check_views(self, x1: torch.Tensor, x2: torch.Tensor) -> None:

@@ -33,6 +33,7 @@ class BYOL(MomentumObjective):
     """
 
     paper = "BYOL (Grill et al. 2020, arXiv 2006.07733)"
+    released = "online"        # BYOL evaluates the online encoder; the target is its EMA
 
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2,
                  pred_hidden_dim: int = 512, momentum_base: float = 0.99, momentum_final: float = 1.0,

@@ -15,6 +15,10 @@ and the paper's temperatures / momenta (teacher τ 0.04 constant: warm-up start 
 set ``teacher_temp=0.07`` to get the paper's warm-up over ``warmup_teacher_temp_fraction`` of the
 run). The head has no BN by default (the paper's ViT setting; ``batch_norm=True`` for ResNets).
 The "freeze last layer during the first epoch" trick is left to the training loop.
+
+The released encoder is the **teacher** backbone (:meth:`DINO.released_backbone`): the network the paper
+evaluates (its teacher outperforms the student throughout training) and whose weights the official evaluation
+scripts load.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class DINO(MomentumObjective):
     """
 
     paper = "DINO (Caron et al. 2021, arXiv 2104.14294)"
+    released = "teacher"
 
     def __init__(self, feature_dim: int, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
                  num_layers: int = 3, batch_norm: bool = False, norm_last_layer: bool = True,
@@ -74,6 +79,12 @@ class DINO(MomentumObjective):
         # buffer broadcast never overwrites a rank's local sums; empty at every checkpoint.
         self._center_sum: torch.Tensor | None = None
         self._center_count = 0
+
+    def released_backbone(self, backbone: nn.Module) -> nn.Module:
+        """The momentum teacher's backbone (``target_backbone``; built from ``backbone`` when it does not exist
+        yet, i.e. before the first step, when teacher = student)."""
+        self.build_targets(backbone)
+        return self.target_backbone
 
     def teacher_temp_at(self, step: int, max_steps: int) -> float:
         warm = self.warmup_teacher_temp_fraction * max_steps

@@ -119,6 +119,17 @@ class InfoAug(nn.Module):
         if self.mi_objective is not None:
             self.mi_objective.on_step_end(step, max_steps, backbone)
 
+    @property
+    def released(self) -> str:
+        """Which network the trained encoder releases: the view objective's (``Objective.released``)."""
+        return self.view_objective.released
+
+    def released_backbone(self, backbone: nn.Module) -> nn.Module:
+        """The backbone to release (and to monitor): the view objective's choice (DINO: its teacher; the others:
+        ``backbone``). With DINO in both branches both teachers are EMAs of the same student; the view branch's is
+        released."""
+        return self.view_objective.released_backbone(backbone)
+
     def build_targets(self, backbone: nn.Module) -> None:
         """Create the momentum targets of both branches now (call before ``accelerator.prepare``)."""
         for obj in (self.view_objective, self.mi_objective):

@@ -43,6 +43,7 @@ class MoCo(MomentumObjective):
     """
 
     paper = "MoCo v2 (Chen et al. 2020, arXiv 2003.04297)"
+    released = "query"         # MoCo evaluates the query encoder; keys come from its EMA
 
     def __init__(self, feature_dim: int, hidden_dim: int = 512, out_dim: int = 128, num_layers: int = 2,
                  temperature: float = 0.2, queue_size: int = 4096, momentum_base: float = 0.99,

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from ..hub.push import PushError, push_encoder
 from .config import TrainConfig
 
-__all__ = ["push_trained_encoder", "save_trained_encoder"]
+__all__ = ["push_trained_encoder", "save_trained_encoder", "training_datasets"]
 
 logger = logging.getLogger("mimcl_hub.train")
 
@@ -22,6 +22,13 @@ def _hub_dataset_ids(*values: Optional[str]) -> list[str]:
 
     return [v for v in values if v and v not in ("digits", "none", "bundled") and not os.path.exists(v)
             and "/" in v and looks_like_hub_id(v)]
+
+
+def training_datasets(config: TrainConfig) -> list[str]:
+    """The card's ``datasets:``: the Hub ids among the *training* sources (``--video_dataset``, ``--train_dataset``,
+    ``--twin_dataset``; not local paths nor built-in names), which the Hub reads as training data. The evaluation set
+    (``--eval_dataset``) never goes here: its results name it in the ``model-index``."""
+    return _hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset)
 
 
 def _twin_figure(dataset, path: str) -> Optional[str]:
@@ -111,7 +118,9 @@ def _mining_summary(config: TrainConfig, dataset) -> dict[str, Any]:
 
 
 def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dict) -> None:
-    """``output_dir/encoder``: the backbone, its heads and the model card built from a :class:`RunCard`."""
+    """``output_dir/encoder``: the released backbone (``objective.released_backbone``: DINO's momentum teacher, BYOL's
+    online network, MoCo's query encoder, the one backbone of the others; ``knn_metrics`` were measured on it), its
+    heads and the model card built from a :class:`RunCard` (which names the released network)."""
     from ..eval.evaluate import eval_entries
     from ..hub import RunCard, save_encoder
 
@@ -124,19 +133,22 @@ def save_trained_encoder(run, encoder_dir: Path, metrics: dict, knn_metrics: dic
             "knn_k": run.monitor.k if run.monitor is not None else config.knn_k, "knn_t": config.knn_temperature},
             dataset_name=("scikit-learn digits (8x8, upsampled)" if config.eval_dataset == "digits" else None))
     mining = _mining_summary(config, run.dataset)
+    objective = run.plain_objective
     card = RunCard(
         model_id=config.hub_model_id or f"{config.model_name}-{config.objective}-infoaug-{config.twin_mode}",
         hub_model_id=config.hub_model_id, backbone=config.model_name, objective=config.objective,
         mi_objective=config.mi_objective_name, mi_weight=config.mi_weight, twin_mode=config.twin_mode,
         epochs=metrics["epoch"], steps=run.state.step, batch_size=config.per_device_train_batch_size,
         seed=config.seed, license=config.license,
-        datasets=_hub_dataset_ids(config.video_dataset, config.train_dataset, config.twin_dataset, config.eval_dataset),
+        datasets=training_datasets(config),
+        released_weights=objective.released,
         train_data=_train_data(config, run.dataset), mining=mining, train_metrics=metrics, results=results,
         training_config={**config.to_dict(), "max_steps_resolved": run.max_steps,
                          "num_processes": run.accelerator.num_processes},
     )
-    objective = run.plain_objective
-    save_encoder(run.plain_backbone, encoder_dir, card, heads=objective if config.save_heads else None,
+    # the network the objective's paper evaluates (DINO: the teacher), the one the final kNN above measured
+    save_encoder(objective.released_backbone(run.plain_backbone), encoder_dir, card,
+                 heads=objective if config.save_heads else None,
                  heads_config=objective.config, metrics=metrics, twin_figure=figure)
 
 

@@ -134,9 +134,12 @@ class _Run:
                 f.write(json.dumps({"step": self.state.step, **values}) + "\n")
 
     def run_monitor(self) -> dict[str, float]:
+        """kNN of the weights the encoder releases (``objective.released_backbone``: DINO's teacher, else the
+        trained backbone), so the card's result is measured on the weights it describes."""
         if self.monitor is None:
             return {}
-        return on_main(self.accelerator, lambda: self.monitor(self.plain_backbone, device=self.accelerator.device)) or {}
+        released = self.plain_objective.released_backbone(self.plain_backbone)
+        return on_main(self.accelerator, lambda: self.monitor(released, device=self.accelerator.device)) or {}
 
     def save(self) -> Path:
         _stop_if_not_finite(self)
