@@ -219,7 +219,9 @@ def save_encoder(backbone: nn.Module, folder: str | os.PathLike, card: Union[Run
     config = encoder_config(backbone)
     if twin_figure is not None and not os.path.isfile(twin_figure):
         raise FileNotFoundError(f"twin figure {twin_figure} does not exist")
-    metadata = {"format": "pt", "producer": "mimcl_hub"}
+    # one key: safetensors writes __metadata__ in hash order, so two keys could give other bytes for the same weights
+    # (and a push of an unchanged encoder would then commit again)
+    metadata = {"format": "pt"}
     with atomic_folder(folder) as tmp:
         save_file(_plain_state_dict(backbone), str(tmp / "model.safetensors"), metadata=metadata)
         with open(tmp / "config.json", "w") as f:
