@@ -2,7 +2,8 @@
 # Lowest declared versions (issue 15, item 6): the floors pyproject.toml declares for timm, transformers, datasets,
 # accelerate, safetensors and huggingface-hub (+ pyarrow, pillow), pinned in .ci/lowest.txt (tests/test_dependencies.py
 # keeps the two equal), installed into a separate virtual environment on top of the CI one (its torch / torchvision
-# are used, not installed twice), then the loading, card, push, training and mining tests run with them.
+# are used, not installed twice), then the loading, card, push, training and mining tests run with them (test_card_code.py: every recipe
+# trained 2 steps, pushed, its card's code blocks run against these versions).
 # Any failure (environment, install, versions, tests) exits non-zero: a red CI step, never a skip.
 # Run by .ci/run after the main test command; on its own (after `pip install -e ".[test]"`): .ci/lowest.sh
 set -euo pipefail
@@ -19,7 +20,7 @@ python -m venv --system-site-packages "$lowest" \
 echo "=== installed in $((SECONDS - start)) s; tests ==="
 "$lowest/bin/python" -m pytest -q -p no:cacheprovider \
     tests/test_encoder_loading.py tests/test_save.py tests/test_card.py tests/test_push.py tests/test_transient_errors.py \
-    tests/test_mining.py \
+    tests/test_mining.py tests/test_hub_mixin.py tests/test_card_code.py \
     "tests/test_train.py::test_short_run_saves_checkpoints_and_a_loadable_encoder" \
     "tests/test_train.py::test_sigterm_in_process_raises_training_interrupted_with_the_checkpoint" \
     "tests/test_reliability.py::test_resume_never_unpickles_code_from_a_checkpoint"
