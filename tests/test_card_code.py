@@ -212,7 +212,9 @@ def test_cifar_resnet_blocks_fail_without_the_import_line_as_the_card_says(ran):
     timm_error = ran["runs"]["without-import/timm"][0].get("error", "")
     hf_error = ran["runs"]["without-import/transformers"][0].get("error", "")
     assert "Unknown model (resnet18_cifar)" in timm_error and "`Unknown model (resnet18_cifar)`" in card
-    assert hf_error.startswith("ImportError") and "ImportError" in card
+    # transformers >= 5 raises an ImportError suggesting a timm upgrade; 4.53 (the floor) passes timm's error on
+    assert (hf_error.startswith("ImportError") or "Unknown model (resnet18_cifar)" in hf_error), hf_error
+    assert "ImportError" in card and "same error" in card
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -118,8 +118,8 @@ def _results(meta: dict) -> dict:
     return out
 
 
-KNN1 = ("digits", "test", "accuracy", "kNN top-1 accuracy")
-LIN1 = ("digits", "test", "accuracy", "Linear probe top-1 accuracy")
+KNN1 = ("sklearn:digits", "test", "accuracy", "kNN top-1 accuracy")
+LIN1 = ("sklearn:digits", "test", "accuracy", "Linear probe top-1 accuracy")
 
 
 # ------------------------------------------------------------------------------------------- push_to_hub
@@ -217,6 +217,7 @@ def test_eval_push_merges_results_into_the_hub_card(hub, encoder_folder, tmp_pat
     assert _outside_results(body) == _outside_results(before_body)
     results = _results(meta)
     assert results[KNN1] == (pytest.approx(round(res["knn_top1"], 4)), "k=20,T=0.07")      # replaced 0.25
+    assert ("digits", "test", "accuracy", "kNN top-1 accuracy") not in results      # the old card's name, replaced
     assert results[LIN1][0] == pytest.approx(round(res["linear_top1"], 4))
     assert results[("other-set", "test", "accuracy", "kNN top-1 accuracy")] == (0.5, None)  # kept
     assert f"{res['knn_top1']:.4f}" in body.partition("<!-- mimcl-eval:start -->")[2]
