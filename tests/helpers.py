@@ -19,6 +19,28 @@ def save_test_vit_encoder(folder: Path, model_id: str = "t/e") -> Path:
     return folder
 
 
+def fresh_accelerate_state():
+    """Fixture body (wrap with ``pytest.fixture(autouse=True)``): each in-process ``train()`` builds its own
+    Accelerator (precision / cpu may differ), so Accelerate's process-wide state is reset after each test."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def mined_scenes(tmp_path_factory) -> str:
+    """Fixture body (wrap with ``pytest.fixture(scope="module")``): two procedural scenes (16 frames, 128 px) mined
+    and saved: 64 items, 64 twin pairs."""
+    from mimcl_hub.data import make_scenes, mine_dataset
+
+    folder = tmp_path_factory.mktemp("data") / "scenes"
+    mined = mine_dataset(make_scenes(2, seed=0, num_frames=16, height=128, width=128,
+                                     cache_dir=str(tmp_path_factory.mktemp("cache"))), max_side=128)
+    mined.save_to_disk(str(folder))
+    return str(folder)
+
+
 def mount_namespace_available() -> str:
     """'' when ``unshare -m`` + tmpfs mounts work here, else why not."""
     if shutil.which("unshare") is None or shutil.which("mount") is None:

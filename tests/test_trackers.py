@@ -27,6 +27,8 @@ from mimcl_hub._progress import PROGRESS_ENV, ProgressLog, datasets_progress, pr
 from mimcl_hub.train import ConfigError, TrainConfig, lr_lambda, parse_config, train
 from mimcl_hub.train.trackers import resolve_trackers, tracker_available
 
+from helpers import fresh_accelerate_state, mined_scenes
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "vit_simclr.py"
 DEFAULTS = runpy.run_path(str(RECIPE))["DEFAULTS"]
@@ -47,26 +49,8 @@ needs_tensorboard = pytest.mark.skipif(not _installed("tensorboard"), reason="pi
 needs_wandb = pytest.mark.skipif(not _installed("wandb"), reason="pip install wandb")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each in-process ``train()`` builds its own Accelerator."""
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    """Two procedural scenes (16 frames, 128 px) mined and saved: 64 items, 64 twin pairs."""
-    from mimcl_hub.data import make_scenes, mine_dataset
-
-    folder = tmp_path_factory.mktemp("data") / "scenes"
-    mined = mine_dataset(make_scenes(2, seed=0, num_frames=16, height=128, width=128,
-                                     cache_dir=str(tmp_path_factory.mktemp("cache"))), max_side=128)
-    mined.save_to_disk(str(folder))
-    return str(folder)
+_fresh_accelerate_state = pytest.fixture(autouse=True)(fresh_accelerate_state)
+scenes = pytest.fixture(scope="module")(mined_scenes)
 
 
 def _env(**extra) -> dict:

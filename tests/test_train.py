@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import fresh_accelerate_state, mined_scenes
 from mimcl_hub.train import (CheckpointError, ConfigError, FaultPlan, NonFiniteLossError, OutputDirLockedError,
                              TrainConfig, TrainingInterrupted, build_optimizer, latest_checkpoint, list_checkpoints,
                              lr_lambda, parse_config, resolve_checkpoint, train)
@@ -69,26 +70,8 @@ def _max_diff(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """Each in-process ``train()`` builds its own Accelerator (precision / cpu may differ)."""
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    """Two procedural scenes (16 frames, 128 px) mined and saved: 64 items, 64 twin pairs."""
-    from mimcl_hub.data import make_scenes, mine_dataset
-
-    folder = tmp_path_factory.mktemp("data") / "scenes"
-    mined = mine_dataset(make_scenes(2, seed=0, num_frames=16, height=128, width=128,
-                                     cache_dir=str(tmp_path_factory.mktemp("cache"))), max_side=128)
-    mined.save_to_disk(str(folder))
-    return str(folder)
+_fresh_accelerate_state = pytest.fixture(autouse=True)(fresh_accelerate_state)
+scenes = pytest.fixture(scope="module")(mined_scenes)
 
 
 @pytest.fixture(scope="module")
