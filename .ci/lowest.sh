@@ -15,6 +15,15 @@ lowest="${MIMCL_LOWEST_VENV:-${TMPDIR:-/tmp}/mimcl-lowest-venv}"
 rm -rf "$lowest"
 python -m venv --system-site-packages "$lowest" \
     || { rm -rf "$lowest" && pip install -q virtualenv && python -m virtualenv --system-site-packages "$lowest"; }
+# When CI's python is itself a virtual environment, --system-site-packages shows the base interpreter's packages, not
+# CI's: add CI's site directories (after the lowest venv's own, so its pins still win; addsitedir also runs their .pth
+# files, i.e. the editable install of this checkout).
+parent_sites=$(python -c 'import sysconfig; p = sysconfig.get_paths(); print(repr(list(dict.fromkeys([p["purelib"], p["platlib"]]))))')
+"$lowest/bin/python" - "$parent_sites" <<'PY'
+import pathlib, sys, sysconfig
+pth = pathlib.Path(sysconfig.get_paths()["purelib"]) / "_mimcl_ci_parent.pth"
+pth.write_text(f"import site; [site.addsitedir(p) for p in {sys.argv[1]}]\n")
+PY
 "$lowest/bin/python" -m pip install -q -r .ci/lowest.txt
 "$lowest/bin/python" .ci/lowest_versions.py .ci/lowest.txt     # prints what runs; exits 1 if a pin is not what imports
 echo "=== installed in $((SECONDS - start)) s; tests ==="
