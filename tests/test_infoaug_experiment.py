@@ -66,8 +66,8 @@ def test_every_run_has_an_evaluated_encoder_folder(experiment):
         from huggingface_hub import ModelCard
 
         evals = ModelCard.load(enc / "README.md").data.eval_results      # evaluate_encoder wrote the model-index
-        assert {(e.dataset_type, e.metric_name) for e in evals} >= {("digits", "kNN top-1 accuracy"),
-                                                                     ("digits", "Linear probe top-1 accuracy")}
+        assert {(e.dataset_type, e.metric_name) for e in evals} >= {("sklearn:digits", "kNN top-1 accuracy"),
+                                                                     ("sklearn:digits", "Linear probe top-1 accuracy")}
         knn = next(e.metric_value for e in evals if e.metric_name == "kNN top-1 accuracy")
         assert knn == pytest.approx(round(res["knn_top1"], 4))
     runs = _load(out)["runs"]
