@@ -194,7 +194,7 @@ def _mine_parser(sub) -> None:
     from .data.crops import DEFAULT_CROP_CONTEXT, DEFAULT_CROP_FRAMES, DEFAULT_CROP_SIZE
     from .mi.twins import TwinOptions
 
-    p = sub.add_parser("mine", help="mine MI twin patches from video clips into an HF dataset",
+    p = sub.add_parser("mine", help=_MINE_HELP,
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="bundled | scenes[:N] | video file | folder | saved dataset | HF dataset id")
     _flag(p, "output", required=True, help="folder for the mined dataset (Hub-style Parquet shards + README.md "
@@ -320,14 +320,22 @@ def _leaderboard_parser(sub) -> None:
     p.set_defaults(func=cmd_leaderboard)
 
 
-def build_parser() -> argparse.ArgumentParser:
+_MINE_HELP = "mine MI twin patches from video clips into an HF dataset"
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The ``mimcl`` parser. ``command``: the subcommand about to run; when it is not ``mine``, the ``mine`` parser
+    is only listed (its flag defaults come from the data floor, whose import costs ~0.8 s per call)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="mimcl", description="Mutual-information-guided contrastive learning "
                                                                "(InfoAug) toolkit", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"mimcl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _mine_parser(sub)
+    if command in (None, "mine"):
+        _mine_parser(sub)
+    else:
+        sub.add_parser("mine", help=_MINE_HELP)
     _push_parser(sub)
     _eval_parser(sub)
     _leaderboard_parser(sub)
@@ -344,7 +352,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if command == "train":
             return cmd_train(argv[1:])
-        args = build_parser().parse_args(argv)
+        args = build_parser(None if command in (None, "mine", "-h", "--help") else command).parse_args(argv)
         if command in ("mine", "eval"):     # datasets' own bars (map, save, load) follow the one progress rule
             from ._progress import datasets_progress
 
