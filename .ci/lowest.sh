@@ -22,7 +22,7 @@ parent_sites=$(python -c 'import sysconfig; p = sysconfig.get_paths(); print(rep
 "$lowest/bin/python" - "$parent_sites" <<'PY'
 import pathlib, sys, sysconfig
 pth = pathlib.Path(sysconfig.get_paths()["purelib"]) / "_mimcl_ci_parent.pth"
-pth.write_text(f"import site; [site.addsitedir(p) for p in {sys.argv[1]}]\n")
+pth.write_text(f"import site; list(map(site.addsitedir, {sys.argv[1]}))\n")   # a .pth line: no comprehension scope
 PY
 "$lowest/bin/python" -m pip install -q -r .ci/lowest.txt
 "$lowest/bin/python" .ci/lowest_versions.py .ci/lowest.txt     # prints what runs; exits 1 if a pin is not what imports
