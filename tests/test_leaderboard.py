@@ -5,6 +5,8 @@ and the static Space against the local Hub server (tests/hub_server.py); the HTM
 The encoder folders are real ones: ``save_encoder`` writes them and ``update_model_card`` (what ``mimcl eval``
 calls) puts kNN + linear-probe results into their cards; the scores are set so that each ranking differs."""
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -74,6 +76,19 @@ def _html_data(page: str) -> dict:
 
 
 def _mimcl(*args, env=None, cwd=None):
+    """``mimcl ARGS``: in this process (``cli.main``, what the console script runs; ~4 s of imports saved per call)
+    unless it needs its own environment (a Hub endpoint) or folder. tests/test_cli_bad_input.py checks the real
+    process's exit status and one-line errors."""
+    if env is None and cwd is None:
+        from mimcl_hub.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:            # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 1
+        return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
     return subprocess.run([sys.executable, "-m", "mimcl_hub.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=180, env=env, cwd=cwd)
 
