@@ -284,8 +284,8 @@ class MIMCLEncoder(nn.Module):
                 kwargs["metrics"] = json.loads((src / "training_metrics.json").read_text(encoding="utf-8"))
         out = Path(save_encoder(self.model, folder, card, **kwargs))
         if src is not None and _holds_weights(src / WEIGHTS_NAME, self.model):
-            # unchanged weights keep their file byte for byte (safetensors writes its metadata in hash-map order,
-            # so a new file may differ in the header alone): a re-push of a loaded encoder commits nothing
+            # unchanged weights keep their file byte for byte: a file written elsewhere (or by an older mimcl_hub, with
+            # other __metadata__) may differ from a new one in the header alone, and a re-push of it commits nothing
             extra[WEIGHTS_NAME] = (src / WEIGHTS_NAME).read_bytes()
         if loaded_card is not None:
             extra[CARD_NAME] = str(loaded_card.content).encode("utf-8")
