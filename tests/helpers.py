@@ -29,16 +29,22 @@ def fresh_accelerate_state():
     GradientState._reset_state()
 
 
+def save_mined_scenes(tmp_path_factory, n: int, seed: int, num_frames: int, name: str = "scenes",
+                      **scene_kwargs) -> str:
+    """``n`` procedural scenes (``make_scenes``) mined at ``max_side=128`` and saved with ``save_to_disk`` into a new
+    temporary folder; returns its path."""
+    from mimcl_hub.data import make_scenes, mine_dataset
+
+    folder = tmp_path_factory.mktemp("data") / name
+    mine_dataset(make_scenes(n, seed=seed, num_frames=num_frames, cache_dir=str(tmp_path_factory.mktemp("cache")),
+                             **scene_kwargs), max_side=128).save_to_disk(str(folder))
+    return str(folder)
+
+
 def mined_scenes(tmp_path_factory) -> str:
     """Fixture body (wrap with ``pytest.fixture(scope="module")``): two procedural scenes (16 frames, 128 px) mined
     and saved: 64 items, 64 twin pairs."""
-    from mimcl_hub.data import make_scenes, mine_dataset
-
-    folder = tmp_path_factory.mktemp("data") / "scenes"
-    mined = mine_dataset(make_scenes(2, seed=0, num_frames=16, height=128, width=128,
-                                     cache_dir=str(tmp_path_factory.mktemp("cache"))), max_side=128)
-    mined.save_to_disk(str(folder))
-    return str(folder)
+    return save_mined_scenes(tmp_path_factory, 2, seed=0, num_frames=16, height=128, width=128)
 
 
 def mount_namespace_available() -> str:

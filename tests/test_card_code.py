@@ -32,6 +32,7 @@ from mimcl_hub.train import RECIPES
 
 sys.path.insert(0, os.path.dirname(__file__))
 from hub_server import HubServer, client_env  # noqa: E402
+from helpers import save_mined_scenes  # noqa: E402
 
 TOKEN = "hf_cardcodeTOKEN4321"
 USER = "tester"
@@ -118,12 +119,7 @@ def hub():
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    from mimcl_hub.data import make_scenes, mine_dataset
-
-    folder = tmp_path_factory.mktemp("data") / "scenes"
-    mine_dataset(make_scenes(1, seed=3, num_frames=12, cache_dir=str(tmp_path_factory.mktemp("cache"))),
-                 max_side=128).save_to_disk(str(folder))
-    return str(folder)
+    return save_mined_scenes(tmp_path_factory, 1, seed=3, num_frames=12)
 
 
 def _env(hub, home):

@@ -40,7 +40,7 @@ from mimcl_hub.data import mine_dataset, mine_twin_patches, mining_report, with_
 from mimcl_hub.errors import CLIP_ERROR_REASONS, MAX_FRAME_PIXELS
 
 sys.path.insert(0, os.path.dirname(__file__))
-from helpers import mount_namespace_available, save_test_vit_encoder  # noqa: E402
+from helpers import mount_namespace_available, save_mined_scenes, save_test_vit_encoder  # noqa: E402
 from hub_server import HubServer, client_env  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -710,12 +710,7 @@ def test_is_transient_classification():
 
 @pytest.fixture(scope="module")
 def mined_scene(tmp_path_factory):
-    from mimcl_hub.data import make_scenes
-
-    folder = tmp_path_factory.mktemp("data") / "scene"
-    mine_dataset(make_scenes(1, seed=3, num_frames=12, cache_dir=str(tmp_path_factory.mktemp("cache"))),
-                 max_side=128).save_to_disk(str(folder))
-    return str(folder)
+    return save_mined_scenes(tmp_path_factory, 1, seed=3, num_frames=12, name="scene")
 
 
 TINY = dict(model_name="test_vit", img_size=16, per_device_train_batch_size=4, twin_batch_size=4,
